@@ -1,0 +1,288 @@
+//! One `Settings` type: code defaults, then the file named by `TIDINGS_CONFIG`,
+//! then `TIDINGS_*` environment variables. Parsed and checked once at start-up,
+//! so the rest of the program only sees valid values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::ListSlug;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub base_url: Url,
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub mail_transport: MailTransportKind,
+    pub mail_dir: PathBuf,
+    pub smtp_url: Url,
+    #[serde(deserialize_with = "mailbox")]
+    pub mail_from: Mailbox,
+    /// Domain for `List-Id` and `Message-ID`; defaults to the base URL's host.
+    pub mail_domain: Option<String>,
+    pub admin_token: Option<String>,
+    /// Key for the MAC in confirmation and unsubscribe links. When unset, a
+    /// random key is created once and kept in the database.
+    pub secret_key: Option<String>,
+    pub confirmations_per_day: u32,
+    pub confirm_token_ttl_hours: u32,
+    pub consent_version: String,
+    pub smtp_timeout_secs: u64,
+    pub smtp_concurrency: usize,
+    pub send_max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub outbox_poll_ms: u64,
+    pub log: String,
+    pub lists: Vec<ListSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSettings {
+    pub slug: ListSlug,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    Smtp,
+    File,
+}
+
+/// Which database to use, chosen from the URL's scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://tidings.db".into());
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
+        } else {
+            Err("expected sqlite://PATH or postgres://USER@HOST/DB".into())
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<Mailbox>()
+        .map_err(|e| serde::de::Error::custom(format!("not a valid sender {s:?}: {e}")))
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let list = |slug: &str, name: &str, description: &str| ListSettings {
+            slug: ListSlug::parse(slug).unwrap_or_else(|_| unreachable!("built-in slug")),
+            name: name.into(),
+            description: description.into(),
+        };
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            base_url: Url::parse("http://127.0.0.1:8000").unwrap_or_else(|_| unreachable!()),
+            database_url: DatabaseUrl::Sqlite("tidings.db".into()),
+            database_pool_size: 8,
+            mail_transport: MailTransportKind::File,
+            mail_dir: "./outbox".into(),
+            smtp_url: Url::parse("smtp://127.0.0.1:25").unwrap_or_else(|_| unreachable!()),
+            mail_from: Mailbox::new(
+                Some("Tidings".into()),
+                "newsletter@example.org".parse().unwrap_or_else(|_| unreachable!()),
+            ),
+            mail_domain: None,
+            admin_token: None,
+            secret_key: None,
+            confirmations_per_day: 3,
+            confirm_token_ttl_hours: 48,
+            consent_version: "1".into(),
+            smtp_timeout_secs: 30,
+            smtp_concurrency: 16,
+            send_max_attempts: 8,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            outbox_poll_ms: 1_000,
+            log: "info".into(),
+            lists: vec![
+                list(
+                    "social-media",
+                    "Medical Social Media",
+                    "How doctors and patients meet online: new posts on medicine and social media.",
+                ),
+                list(
+                    "orthopedic",
+                    "Orthopedic",
+                    "New posts on bones, joints, sports injuries and recovery.",
+                ),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads defaults, then `TIDINGS_CONFIG`'s file, then `TIDINGS_*` variables.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Ok(path) = std::env::var("TIDINGS_CONFIG") {
+            if !std::path::Path::new(&path).is_file() {
+                return Err(ConfigError(format!("TIDINGS_CONFIG: no file at {path}")));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("TIDINGS_").filter(|k| k != "config" && !k.as_str().starts_with("test_")),
+        );
+        Self::from_figment(figment)
+    }
+
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(|e| {
+            // figment names the key and where its value came from.
+            let first = e.into_iter().next().map(|e| e.to_string()).unwrap_or_default();
+            ConfigError(first)
+        })?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !matches!(self.base_url.scheme(), "http" | "https") || self.base_url.host().is_none() {
+            return fail("base_url (TIDINGS_BASE_URL)", "must be an http:// or https:// URL");
+        }
+        if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") || self.smtp_url.host().is_none() {
+            return fail("smtp_url (TIDINGS_SMTP_URL)", "must be smtp://HOST:PORT or smtps://HOST:PORT");
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return fail("admin_token (TIDINGS_ADMIN_TOKEN)", "must be at least 16 characters");
+        }
+        if self.secret_key.as_deref().is_some_and(|k| k.len() < 32) {
+            return fail("secret_key (TIDINGS_SECRET_KEY)", "must be at least 32 characters");
+        }
+        if self.lists.is_empty() {
+            return fail("lists", "configure at least one list");
+        }
+        let mut slugs: Vec<_> = self.lists.iter().map(|l| &l.slug).collect();
+        slugs.sort();
+        if slugs.windows(2).any(|w| w[0] == w[1]) {
+            return fail("lists", "two lists share a slug");
+        }
+        if self.lists.iter().any(|l| l.name.trim().is_empty()) {
+            return fail("lists.name", "every list needs a name");
+        }
+        if self.smtp_concurrency == 0 || self.database_pool_size == 0 {
+            return fail("smtp_concurrency / database_pool_size", "must be at least 1");
+        }
+        if self.send_max_attempts == 0 {
+            return fail("send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)", "must be at least 1");
+        }
+        if self.smtp_timeout_secs == 0 {
+            return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The domain used in `List-Id` and `Message-ID` headers.
+    pub fn mail_domain(&self) -> String {
+        self.mail_domain
+            .clone()
+            .or_else(|| self.base_url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".into())
+    }
+
+    pub fn smtp_timeout(&self) -> Duration {
+        Duration::from_secs(self.smtp_timeout_secs)
+    }
+
+    pub fn confirm_token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::from(self.confirm_token_ttl_hours))
+    }
+
+    /// Exponential backoff after `attempts` failed tries, capped.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let factor = 1u64 << attempts.saturating_sub(1).min(20);
+        Duration::from_millis(self.retry_base_ms.saturating_mul(factor).min(self.retry_max_ms))
+    }
+
+    /// A base URL without a trailing slash, ready to have paths appended.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url.as_str().trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_matches_code_defaults() {
+        let file = include_str!("../config/default.toml");
+        let from_file = Settings::from_toml_str(file).unwrap();
+        let code = Settings::default();
+        assert_eq!(format!("{from_file:?}"), format!("{code:?}"));
+    }
+
+    #[test]
+    fn production_example_is_valid() {
+        Settings::from_toml_str(include_str!("../config/production.example.toml")).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Settings::from_toml_str("smtp_timeout_secs = \"soon\"").unwrap_err();
+        assert!(e.to_string().contains("smtp_timeout_secs"), "{e}");
+        let e = Settings::from_toml_str("database_url = \"mysql://x\"").unwrap_err();
+        assert!(e.to_string().contains("database_url"), "{e}");
+        let e = Settings::from_toml_str("admin_token = \"short\"").unwrap_err();
+        assert!(e.to_string().contains("admin_token"), "{e}");
+        let e = Settings::from_toml_str("no_such_key = 1").unwrap_err();
+        assert!(e.to_string().contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = Settings::from_toml_str("retry_base_ms = 100\nretry_max_ms = 1000").unwrap();
+        let ms: Vec<u128> = (1..=6).map(|a| s.retry_delay(a).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
+    }
+}

@@ -1,0 +1,122 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use tracing::Instrument;
+
+use super::{Verdict, after, verdict};
+use crate::config::Settings;
+use crate::mail::{Mailer, Messages};
+use crate::store::Store;
+use crate::store::outbox::{OutboxJob, OutboxResult};
+
+/// Rows claimed per round.
+const BATCH: i64 = 64;
+
+/// Delivers the outbox (confirmation emails). Wakes when a signup queues mail,
+/// and polls for retries that have come due.
+pub struct OutboxSender {
+    store: Store,
+    mailer: Arc<Mailer>,
+    messages: Arc<Messages>,
+    settings: Arc<Settings>,
+    wake: Arc<Notify>,
+}
+
+impl OutboxSender {
+    pub fn new(
+        store: Store,
+        mailer: Arc<Mailer>,
+        messages: Arc<Messages>,
+        settings: Arc<Settings>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self { store, mailer, messages, settings, wake }
+    }
+
+    /// A claim is a lease long enough for a whole batch to time out in turn;
+    /// a sender that dies leaves its rows to be claimed again after it.
+    fn lease(&self) -> chrono::Duration {
+        let rounds = (BATCH as u64).div_ceil(self.settings.smtp_concurrency as u64) + 1;
+        chrono::Duration::seconds((self.settings.smtp_timeout_secs * 2 * rounds + 60) as i64)
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.settings.outbox_poll_ms);
+        while !*shutdown.borrow() {
+            let jobs = match self.store.claim_outbox(BATCH, self.lease()).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim outbox mail; retrying");
+                    Vec::new()
+                }
+            };
+            if jobs.is_empty() {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            // In-flight sends finish even when shutdown is asked for meanwhile.
+            futures_util::stream::iter(jobs)
+                .for_each_concurrent(self.settings.smtp_concurrency, |job| {
+                    let span = tracing::info_span!("outbox", id = job.id);
+                    self.deliver(job).instrument(span)
+                })
+                .await;
+        }
+    }
+
+    async fn deliver(&self, job: OutboxJob) {
+        let attempts = u32::try_from(job.attempts).unwrap_or(0);
+        let message = match &job.confirmation {
+            Some(confirmation) => self.messages.confirmation(&job.email, confirmation),
+            None => {
+                self.record(job.id, OutboxResult::Failed { error: "unknown outbox kind".into() }).await;
+                return;
+            }
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build outbox mail");
+                self.record(job.id, OutboxResult::Failed { error: e.to_string() }).await;
+                return;
+            }
+        };
+        let result = self.mailer.send(&message).await;
+        if self.mailer.is_file() {
+            if let Some(c) = &job.confirmation {
+                // Development only: the .eml is on disk anyway, and this is
+                // the quickest way to click through a local signup.
+                tracing::info!(url = %self.messages.links.confirm_url(&c.token_public_id), "confirmation link");
+            }
+        }
+        let record = match verdict(&self.settings, attempts, result) {
+            Verdict::Sent => {
+                tracing::info!(message_id = %message.message_id, "confirmation sent");
+                OutboxResult::Sent
+            }
+            Verdict::RetryAfter(delay, error) => {
+                tracing::warn!(%error, retry_in = ?delay, "confirmation not sent; will retry");
+                OutboxResult::Retry { at: after(delay), error }
+            }
+            Verdict::Failed(error) => {
+                tracing::error!(%error, "confirmation failed for good");
+                OutboxResult::Failed { error }
+            }
+        };
+        self.record(job.id, record).await;
+    }
+
+    async fn record(&self, id: i64, result: OutboxResult) {
+        if let Err(e) = self.store.record_outbox(id, result).await {
+            // The lease runs out and the row is claimed again: at worst one
+            // duplicate confirmation, never a lost one.
+            tracing::error!(error = %e, "could not record outbox result");
+        }
+    }
+}

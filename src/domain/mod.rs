@@ -1,0 +1,56 @@
+//! Pure types with no I/O. Each one parses untrusted input or refuses it, so the
+//! rest of the program never holds an invalid value.
+
+mod email;
+mod name;
+mod slug;
+mod token;
+
+pub use email::{EmailAddress, EmailError};
+pub use name::{NameError, SubscriberName};
+pub use slug::{ListSlug, SlugError};
+pub use token::{Signer, TokenError, TokenKind, redact as redact_token};
+
+/// Whether a reader is waiting to confirm, confirmed, or gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    Pending,
+    Confirmed,
+    Unsubscribed,
+}
+
+impl SubscriptionStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Confirmed => "confirmed",
+            Self::Unsubscribed => "unsubscribed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "confirmed" => Some(Self::Confirmed),
+            "unsubscribed" => Some(Self::Unsubscribed),
+            _ => None,
+        }
+    }
+}
+
+/// Where a signup came from, kept as consent evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupSource {
+    Form,
+    Api,
+}
+
+impl SignupSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Form => "form",
+            Self::Api => "api",
+        }
+    }
+}

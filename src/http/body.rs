@@ -1,0 +1,55 @@
+//! Reading and decoding request bodies ourselves, so every failure gets our
+//! own clear answer (413, 415, 400) instead of an extractor's default.
+
+use actix_web::HttpRequest;
+use actix_web::web::{Bytes, BytesMut, Payload};
+use futures_util::StreamExt;
+
+use super::error::ApiError;
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+pub async fn read(mut payload: Payload) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => ApiError::TooLarge(MAX_BODY / 1024),
+            other => ApiError::invalid("body", format!("could not read the request body: {other}")),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::TooLarge(MAX_BODY / 1024));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Json,
+    Form,
+    Other,
+}
+
+pub fn kind(req: &HttpRequest) -> Kind {
+    let ct = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Kind::Json,
+        "application/x-www-form-urlencoded" => Kind::Form,
+        _ if essence.ends_with("+json") => Kind::Json,
+        _ => Kind::Other,
+    }
+}
+
+/// Every `key=value` pair of a urlencoded body, repeated keys kept in order.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

@@ -1,0 +1,79 @@
+//! One error type for the JSON API, mapped to HTTP answers. A 500 logs the
+//! whole cause and shows the caller a plain sentence.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("the request body is larger than {0} KiB")]
+    TooLarge(usize),
+    #[error("send application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the service is briefly unavailable, please try again in a moment")]
+    Unavailable,
+    #[error("something went wrong on our side; please try again later")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn invalid(field: &'static str, message: impl ToString) -> Self {
+        Self::Invalid { field, message: message.to_string() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable
+        } else {
+            tracing::error!(error = ?e, "database error");
+            Self::Internal
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut answer = HttpResponse::build(self.status_code());
+        match self {
+            Self::Unauthorized => {
+                answer.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Self::Unavailable => {
+                answer.insert_header(("Retry-After", "5"));
+            }
+            _ => {}
+        }
+        let body = match self {
+            Self::Invalid { field, message } => json!({ "error": message, "field": field }),
+            other => json!({ "error": other.to_string() }),
+        };
+        answer.json(body)
+    }
+}

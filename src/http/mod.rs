@@ -1,0 +1,107 @@
+//! HTTP: routes grouped by audience, one error type, page rendering, and the
+//! middleware every answer passes through (request ids, security headers).
+
+mod admin;
+mod body;
+mod error;
+mod pages;
+mod public;
+mod unsubscribe;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ACCEPT, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{HttpRequest, HttpResponse, web};
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+pub use error::ApiError;
+pub use pages::Pages;
+
+use crate::config::Settings;
+use crate::domain::Signer;
+use crate::store::Store;
+use crate::store::subscriptions::Evidence;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub signer: Signer,
+    pub pages: Pages,
+    /// Wakes the outbox sender when a request has queued mail.
+    pub outbox_wake: Arc<Notify>,
+}
+
+/// Registers every route, the middleware and the fallbacks.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(public::routes)
+        .configure(unsubscribe::routes)
+        .configure(admin::routes);
+}
+
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+}
+
+/// Gives each request a span with a short random id, echoed in
+/// `X-Request-Id`. Logs the route pattern, never the path: paths carry tokens.
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
+    let started = Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(status, micros = started.elapsed().as_micros() as u64, "answered");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}
+
+/// 404 for any unknown route: a page for browsers, JSON for the rest.
+pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let wants_html = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        state.pages.message(StatusCode::NOT_FOUND, "Page not found", &["There is nothing at this address."], Some(("/", "Go to the signup form")))
+    } else {
+        HttpResponse::NotFound().json(serde_json::json!({ "error": "no such page or API route" }))
+    }
+}
+
+/// The consent evidence of a request: client IP, user agent, how it came.
+pub fn evidence(req: &HttpRequest, state: &AppState, source: &str) -> Evidence {
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(512).collect());
+    Evidence {
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent,
+        source: source.to_owned(),
+        consent_version: state.settings.consent_version.clone(),
+    }
+}

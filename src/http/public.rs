@@ -1,0 +1,226 @@
+//! What readers use: the signup form and API, confirmation, health.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::{self, Kind};
+use super::error::ApiError;
+use super::pages::SignupForm;
+use super::{AppState, evidence};
+use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
+use crate::store::subscriptions::{ConfirmOutcome, SignupRequest};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(signup_form))
+        .route("/subscriptions", web::post().to(subscribe))
+        .route("/subscriptions/confirm", web::get().to(confirm_page))
+        .route("/subscriptions/confirm", web::post().to(confirm))
+        .route("/health", web::get().to(health));
+}
+
+async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
+    state.pages.signup(StatusCode::OK, &state.settings.lists, &SignupForm::default())
+}
+
+/// A signup as it arrives, before any of it is trusted.
+#[derive(Debug, Default, Deserialize)]
+struct RawSignup {
+    email: Option<String>,
+    name: Option<String>,
+    #[serde(default)]
+    lists: Vec<String>,
+    /// The form's hidden honeypot field: people leave it empty, bots do not.
+    #[serde(default)]
+    website: Option<String>,
+}
+
+impl RawSignup {
+    fn from_form(body: &[u8]) -> Self {
+        let mut raw = Self::default();
+        for (key, value) in body::form_pairs(body) {
+            match key.as_str() {
+                "email" => raw.email = Some(value),
+                "name" => raw.name = Some(value),
+                "lists" | "lists[]" => raw.lists.push(value),
+                "website" => raw.website = Some(value),
+                _ => {}
+            }
+        }
+        raw
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        serde_json::from_slice(body).map_err(|e| {
+            let field = match e.classify() {
+                serde_json::error::Category::Data => "lists",
+                _ => "body",
+            };
+            ApiError::invalid(field, format!("the body is not the JSON expected: {e}"))
+        })
+    }
+}
+
+struct ValidSignup {
+    email: EmailAddress,
+    name: Option<SubscriberName>,
+    lists: Vec<ListSlug>,
+}
+
+fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> {
+    let email = EmailAddress::parse(raw.email.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid("email", e))?;
+    let name = SubscriberName::parse_optional(raw.name.as_deref()).map_err(|e| ApiError::invalid("name", e))?;
+    if raw.lists.is_empty() {
+        return Err(ApiError::invalid("lists", "choose at least one newsletter"));
+    }
+    let mut lists = Vec::new();
+    for wanted in &raw.lists {
+        let known = state.settings.lists.iter().find(|l| l.slug.as_str() == wanted);
+        let Some(list) = known else {
+            let offered: Vec<_> = state.settings.lists.iter().map(|l| l.slug.as_str()).collect();
+            let shown: String = wanted.chars().take(64).collect();
+            return Err(ApiError::invalid(
+                "lists",
+                format!("there is no newsletter called {shown:?}; choose from {}", offered.join(", ")),
+            ));
+        };
+        if !lists.contains(&list.slug) {
+            lists.push(list.slug.clone());
+        }
+    }
+    Ok(ValidSignup { email, name, lists })
+}
+
+/// `POST /subscriptions`, from the form or as JSON. The answer is the same
+/// whatever the address's state, so it tells nobody who subscribes.
+async fn subscribe(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let kind = body::kind(&req);
+    let body = body::read(payload).await?;
+    let (raw, source) = match kind {
+        Kind::Json => (RawSignup::from_json(&body)?, SignupSource::Api),
+        Kind::Form => (RawSignup::from_form(&body), SignupSource::Form),
+        Kind::Other => return Err(ApiError::UnsupportedMediaType),
+    };
+    let accepted = || match source {
+        SignupSource::Api => HttpResponse::Accepted().json(json!({ "status": "pending" })),
+        SignupSource::Form => state.pages.message(
+            StatusCode::OK,
+            "Check your inbox",
+            &[
+                "If the address can receive our newsletters, an email is on its way with a link to confirm your subscription.",
+                "Nothing will be sent to you until you confirm. If nothing arrives within a few minutes, look in your spam folder.",
+            ],
+            None,
+        ),
+    };
+    if raw.website.as_deref().is_some_and(|w| !w.is_empty()) {
+        tracing::info!("honeypot filled: signup dropped");
+        return Ok(accepted());
+    }
+    let valid = match (validate(&raw, &state), source) {
+        (Ok(valid), _) => valid,
+        (Err(ApiError::Invalid { field, message }), SignupSource::Form) => {
+            let form = SignupForm {
+                email: raw.email.clone().unwrap_or_default(),
+                name: raw.name.clone().unwrap_or_default(),
+                checked: raw.lists.clone(),
+                error: Some(message),
+                error_email: field == "email",
+            };
+            return Ok(state.pages.signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
+        }
+        (Err(e), _) => return Err(e),
+    };
+    let redacted = valid.email.redacted();
+    let outcome = state
+        .store
+        .signup(SignupRequest {
+            email: valid.email,
+            name: valid.name,
+            lists: valid.lists,
+            evidence: evidence(&req, &state, source.as_str()),
+            token_ttl: state.settings.confirm_token_ttl(),
+            confirmations_per_day: state.settings.confirmations_per_day,
+        })
+        .await?;
+    tracing::info!(email = %redacted, ?outcome, "signup");
+    state.outbox_wake.notify_one();
+    Ok(accepted())
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn invalid_link(state: &AppState, status: StatusCode, title: &str, why: &str) -> HttpResponse {
+    state.pages.message(status, title, &[why, "You can sign up again: it only takes a moment."], Some(("/", "Sign up again")))
+}
+
+/// `GET /subscriptions/confirm`: only shows a button. Mail scanners prefetch
+/// links, so a GET must never confirm anything.
+async fn confirm_page(query: web::Query<TokenQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let token = query.token.as_deref().unwrap_or("");
+    match state.signer.verify(TokenKind::Confirm, token) {
+        Ok(_) => state.pages.confirm(token.trim()),
+        Err(e) => invalid_link(&state, StatusCode::BAD_REQUEST, "This confirmation link does not work", &e.to_string()),
+    }
+}
+
+/// `POST /subscriptions/confirm` with form field `token`.
+async fn confirm(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let body = body::read(payload).await?;
+    let token = body::form_pairs(&body)
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let id = match state.signer.verify(TokenKind::Confirm, &token) {
+        Ok(id) => id,
+        Err(e) => {
+            return Ok(invalid_link(&state, StatusCode::BAD_REQUEST, "This confirmation link does not work", &e.to_string()));
+        }
+    };
+    let outcome = state.store.confirm(id, evidence(&req, &state, "link")).await?;
+    tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
+    Ok(match outcome {
+        ConfirmOutcome::Confirmed { lists } | ConfirmOutcome::AlreadyConfirmed { lists } => {
+            let joined = lists.join(" and ");
+            state.pages.message(
+                StatusCode::OK,
+                "You are subscribed",
+                &[
+                    &format!("Thank you! You will receive {joined} at this address."),
+                    "Every email has a link to unsubscribe whenever you like.",
+                ],
+                None,
+            )
+        }
+        ConfirmOutcome::Expired => invalid_link(
+            &state,
+            StatusCode::GONE,
+            "This confirmation link has expired",
+            "Confirmation links work for a limited time, and this one is too old.",
+        ),
+        ConfirmOutcome::Unknown => invalid_link(
+            &state,
+            StatusCode::NOT_FOUND,
+            "This confirmation link is not known",
+            "We could not find the signup this link belongs to.",
+        ),
+    })
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": state.store.backend_name() })),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .json(json!({ "status": "unavailable", "database": state.store.backend_name() }))
+        }
+    }
+}

@@ -1,0 +1,9 @@
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod domain;
+pub mod http;
+pub mod mail;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,135 @@
+use lettre::Message;
+use lettre::address::Envelope;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+
+use super::Rendered;
+
+/// A message ready for the wire: the SMTP envelope and the RFC 5322 bytes.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+    pub message_id: String,
+}
+
+/// The list a message belongs to, for `List-Id` and unsubscribe headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ListHeaders<'a> {
+    pub name: &'a str,
+    pub slug: &'a str,
+    pub unsubscribe_url: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("refusing a header value with a line break ({0})")]
+    HeaderInjection(&'static str),
+    #[error("invalid recipient address")]
+    Address(#[from] lettre::address::AddressError),
+    #[error("could not build the message: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
+/// Builds every message Tidings sends, with the headers bulk-mail receivers
+/// require: `Message-ID`, `Date`, and for list mail `List-Id`,
+/// `List-Unsubscribe` and `List-Unsubscribe-Post` (RFC 2369, 2919, 8058).
+#[derive(Debug, Clone)]
+pub struct Composer {
+    from: Mailbox,
+    domain: String,
+}
+
+/// CR or LF in a header value would start a new header: refuse it outright
+/// rather than trust any encoder downstream.
+fn header_safe(value: &str, what: &'static str) -> Result<(), ComposeError> {
+    if value.contains(['\r', '\n']) {
+        Err(ComposeError::HeaderInjection(what))
+    } else {
+        Ok(())
+    }
+}
+
+impl Composer {
+    pub fn new(from: Mailbox, domain: String) -> Self {
+        Self { from, domain }
+    }
+
+    pub fn compose(
+        &self,
+        to: &str,
+        to_name: Option<&str>,
+        rendered: &Rendered,
+        list: Option<ListHeaders<'_>>,
+    ) -> Result<Outgoing, ComposeError> {
+        header_safe(&rendered.subject, "subject")?;
+        if let Some(name) = to_name {
+            header_safe(name, "recipient name")?;
+        }
+        let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.domain);
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(to_name.map(str::to_owned), to.parse()?))
+            .subject(&rendered.subject)
+            .message_id(Some(message_id.clone()))
+            .date_now();
+        if let Some(list) = list {
+            header_safe(list.unsubscribe_url, "unsubscribe URL")?;
+            header_safe(list.name, "list name")?;
+            let raw = |name: &'static str, value: String| {
+                HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+            };
+            let label: String = list
+                .name
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '.'))
+                .collect();
+            builder = builder
+                .raw_header(raw("List-Id", format!("{label} <{}.{}>", list.slug, self.domain)))
+                .raw_header(raw("List-Unsubscribe", format!("<{}>", list.unsubscribe_url)))
+                .raw_header(raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
+        }
+        let message = builder.multipart(MultiPart::alternative_plain_html(
+            rendered.text.clone(),
+            rendered.html.clone(),
+        ))?;
+        Ok(Outgoing {
+            envelope: message.envelope().clone(),
+            bytes: message.formatted(),
+            message_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(subject: &str) -> Rendered {
+        Rendered { subject: subject.into(), html: "<p>hi</p>".into(), text: "hi".into() }
+    }
+
+    fn composer() -> Composer {
+        Composer::new("Dr. Luks <news@example.org>".parse().unwrap(), "lists.example.org".into())
+    }
+
+    #[test]
+    fn list_mail_carries_rfc8058_headers() {
+        let list = ListHeaders { name: "Orthopedic", slug: "orthopedic", unsubscribe_url: "https://x/unsubscribe/abc.def" };
+        let out = composer().compose("a@example.com", None, &rendered("Hi"), Some(list)).unwrap();
+        let text = String::from_utf8(out.bytes).unwrap();
+        assert!(text.contains("List-Unsubscribe: <https://x/unsubscribe/abc.def>\r\n"), "{text}");
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        assert!(text.contains("List-Id: Orthopedic <orthopedic.lists.example.org>\r\n"));
+        assert!(text.contains(&format!("Message-ID: {}\r\n", out.message_id)));
+        assert!(text.contains("multipart/alternative"));
+    }
+
+    #[test]
+    fn refuses_header_injection() {
+        let err = composer().compose("a@example.com", None, &rendered("Hi\r\nBcc: x@y.z"), None);
+        assert!(matches!(err, Err(ComposeError::HeaderInjection("subject"))));
+        let err = composer().compose("a@example.com", Some("Eve\nBcc: x@y.z"), &rendered("Hi"), None);
+        assert!(matches!(err, Err(ComposeError::HeaderInjection(_))));
+    }
+}

@@ -1,0 +1,11 @@
+//! Email: rendering templates, composing MIME messages, and delivering them.
+
+mod compose;
+mod messages;
+mod render;
+mod transport;
+
+pub use compose::{ComposeError, Composer, ListHeaders, Outgoing};
+pub use messages::{Links, MessageError, Messages};
+pub use render::{RenderError, Rendered, Renderer};
+pub use transport::{Mailer, SendError};

@@ -1,0 +1,77 @@
+//! What differs between the backends, kept to the few helpers the shared query
+//! code calls by the same name on each.
+
+pub(crate) mod sqlite {
+    use chrono::NaiveDateTime;
+    use diesel::prelude::*;
+    use diesel::result::Error;
+
+    use crate::store::schema::outbox;
+
+    pub(crate) type Conn = diesel::SqliteConnection;
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
+    /// reads then writes can never fail half-way with "database is locked".
+    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<Error>,
+    {
+        c.immediate_transaction(f)
+    }
+
+    /// SQLite has one writer at a time: the row is already ours.
+    pub(crate) fn lock_subscriber(_c: &mut Conn, _id: i64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// Due outbox rows; no row lock needed behind SQLite's single writer.
+    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+        outbox::table
+            .filter(outbox::status.eq("pending"))
+            .filter(outbox::next_attempt_at.le(now))
+            .order(outbox::next_attempt_at)
+            .limit(limit)
+            .select(outbox::id)
+            .load(c)
+    }
+}
+
+pub(crate) mod pg {
+    use chrono::NaiveDateTime;
+    use diesel::prelude::*;
+    use diesel::result::Error;
+
+    use crate::store::schema::{outbox, subscribers};
+
+    pub(crate) type Conn = diesel::PgConnection;
+
+    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<Error>,
+    {
+        c.build_transaction().read_write().run(f)
+    }
+
+    /// Serialises concurrent signups of one address across processes.
+    pub(crate) fn lock_subscriber(c: &mut Conn, id: i64) -> Result<(), Error> {
+        subscribers::table
+            .find(id)
+            .select(subscribers::id)
+            .for_update()
+            .first::<i64>(c)
+            .map(drop)
+    }
+
+    /// Due outbox rows that no other sender holds locked right now.
+    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+        outbox::table
+            .filter(outbox::status.eq("pending"))
+            .filter(outbox::next_attempt_at.le(now))
+            .order(outbox::next_attempt_at)
+            .limit(limit)
+            .select(outbox::id)
+            .for_update()
+            .skip_locked()
+            .load(c)
+    }
+}

@@ -1,0 +1,232 @@
+//! The only code that speaks SQL. One backend switch (`AnyConn`), embedded
+//! migrations, then one file per table family. Query code is written once and
+//! compiled for each backend by `per_backend!`; `on_backend!` picks the copy
+//! that matches the connection at hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseUrl;
+
+/// Writes the enclosed items twice: as `sqlite::…` for `SqliteConnection` and
+/// as `pg::…` for `PgConnection`, each seeing its backend's helpers from
+/// `backend` (the type `Conn`, `write_tx`, row locks).
+macro_rules! per_backend {
+    ($($item:item)*) => {
+        pub(crate) mod sqlite {
+            #![allow(unused_imports)]
+            use super::*;
+            use $crate::store::backend::sqlite::*;
+            $($item)*
+        }
+        pub(crate) mod pg {
+            #![allow(unused_imports)]
+            use super::*;
+            use $crate::store::backend::pg::*;
+            $($item)*
+        }
+    };
+}
+
+/// Calls `module::sqlite::f` or `module::pg::f` with the connection held.
+macro_rules! on_backend {
+    ($conn:expr, $module:ident :: $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $conn {
+            $crate::store::AnyConn::Sqlite(c) => $module::sqlite::$f(c, $($arg),*),
+            $crate::store::AnyConn::Pg(c) => $module::pg::$f(c, $($arg),*),
+        }
+    };
+}
+
+mod backend;
+pub mod lists;
+pub mod outbox;
+mod schema;
+pub mod secrets;
+pub mod subscriptions;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a request waits for a database connection before answering 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(crate) enum AnyConn {
+    Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
+    Pg(PooledConnection<ConnectionManager<PgConnection>>),
+}
+
+#[derive(Clone)]
+enum Pools {
+    /// SQLite allows one writer at a time; one write connection queues
+    /// writers in the process instead of spinning in the busy handler.
+    Sqlite {
+        read: Pool<ConnectionManager<SqliteConnection>>,
+        write: Pool<ConnectionManager<SqliteConnection>>,
+    },
+    Pg(Pool<ConnectionManager<PgConnection>>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(#[from] diesel::r2d2::PoolError),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// True when the database could not be reached at all (answer 503, retry
+    /// later) rather than a query going wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
+                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
+            }
+            _ => false,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pools: Arc<Pools>,
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // WAL lets readers run beside the writer; NORMAL sync is durable
+        // across application crashes and loses at most the last commits on
+        // power loss; the busy timeout covers other processes (CLI, worker).
+        diesel::sql_query(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+        )
+        .execute(conn)
+        .map(drop)
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Connects, runs pending migrations and returns a ready store.
+    pub async fn connect(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Self> {
+        let url = url.clone();
+        let store = tokio::task::spawn_blocking(move || Self::connect_blocking(&url, pool_size))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(store)
+    }
+
+    fn connect_blocking(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Self> {
+        let pools = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let manager = || ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+                let write = Pool::builder()
+                    .max_size(1)
+                    .connection_timeout(Duration::from_secs(30))
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(manager())?;
+                let mut conn = write.get()?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                drop(conn);
+                let read = Pool::builder()
+                    .max_size(pool_size)
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(manager())?;
+                Pools::Sqlite { read, write }
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = Pool::builder()
+                    .max_size(pool_size)
+                    .connection_timeout(CHECKOUT_TIMEOUT)
+                    .build(ConnectionManager::<PgConnection>::new(url))?;
+                let mut conn = pool.get()?;
+                // Several instances may start at once: one migrates, the rest wait.
+                diesel::sql_query("SELECT pg_advisory_lock(7163551)").execute(&mut conn)?;
+                let migrated = conn
+                    .run_pending_migrations(PG_MIGRATIONS)
+                    .map(drop)
+                    .map_err(|e| StoreError::Migration(e.to_string()));
+                diesel::sql_query("SELECT pg_advisory_unlock(7163551)").execute(&mut conn)?;
+                migrated?;
+                drop(conn);
+                Pools::Pg(pool)
+            }
+        };
+        Ok(Self { pools: Arc::new(pools) })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match *self.pools {
+            Pools::Sqlite { .. } => "sqlite",
+            Pools::Pg(_) => "postgres",
+        }
+    }
+
+    /// Runs `f` on a pooled connection on the blocking thread pool. Use for
+    /// reads; SQLite readers never wait for the writer.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(false, f).await
+    }
+
+    /// Like `read`, for work that writes.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(true, f).await
+    }
+
+    async fn run<T, F>(&self, writes: bool, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pools = Arc::clone(&self.pools);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = match &*pools {
+                Pools::Sqlite { write, .. } if writes => AnyConn::Sqlite(write.get()?),
+                Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
+                Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
+            };
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| {
+            match conn {
+                AnyConn::Sqlite(c) => diesel::sql_query("SELECT 1").execute(&mut **c)?,
+                AnyConn::Pg(c) => diesel::sql_query("SELECT 1").execute(&mut **c)?,
+            };
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,110 @@
+//! Table definitions shared by both backends (see `migrations/`).
+
+diesel::table! {
+    lists (id) {
+        id -> BigInt,
+        slug -> Text,
+        name -> Text,
+        description -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    subscribers (id) {
+        id -> BigInt,
+        uuid -> Text,
+        email -> Text,
+        name -> Nullable<Text>,
+        created_at -> Timestamp,
+        suppressed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> BigInt,
+        subscriber_id -> BigInt,
+        list_id -> BigInt,
+        status -> Text,
+        unsubscribe_id -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+        unsubscribed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    consent_events (id) {
+        id -> BigInt,
+        subscription_id -> BigInt,
+        kind -> Text,
+        at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        source -> Text,
+        consent_version -> Text,
+    }
+}
+
+diesel::table! {
+    confirmation_tokens (id) {
+        id -> BigInt,
+        public_id -> Text,
+        subscriber_id -> BigInt,
+        name -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    confirmation_token_lists (token_id, list_id) {
+        token_id -> BigInt,
+        list_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        subscriber_id -> BigInt,
+        token_id -> Nullable<BigInt>,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    secrets (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(subscriptions -> subscribers (subscriber_id));
+diesel::joinable!(subscriptions -> lists (list_id));
+diesel::joinable!(consent_events -> subscriptions (subscription_id));
+diesel::joinable!(confirmation_tokens -> subscribers (subscriber_id));
+diesel::joinable!(confirmation_token_lists -> confirmation_tokens (token_id));
+diesel::joinable!(confirmation_token_lists -> lists (list_id));
+diesel::joinable!(outbox -> subscribers (subscriber_id));
+diesel::joinable!(outbox -> confirmation_tokens (token_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    lists,
+    subscribers,
+    subscriptions,
+    consent_events,
+    confirmation_tokens,
+    confirmation_token_lists,
+    outbox,
+    secrets,
+);
