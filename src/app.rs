@@ -28,16 +28,31 @@ impl Core {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
         let store = Store::connect(&settings.database_url, settings.database_pool_size)
             .await
-            .with_context(|| format!("opening the {} database", settings.database_url.backend_name()))?;
-        store.sync_lists(settings.lists.clone()).await.context("saving the configured lists")?;
+            .with_context(|| {
+                format!(
+                    "opening the {} database",
+                    settings.database_url.backend_name()
+                )
+            })?;
+        store
+            .sync_lists(settings.lists.clone())
+            .await
+            .context("saving the configured lists")?;
         let key = match &settings.secret_key {
             Some(key) => key.clone(),
             None => store
-                .secret_or_insert("token_key", format!("{}{}", Signer::new_id(), Signer::new_id()))
+                .secret_or_insert(
+                    "token_key",
+                    format!("{}{}", Signer::new_id(), Signer::new_id()),
+                )
                 .await
                 .context("loading the link-signing key")?,
         };
-        Ok(Self { settings: Arc::new(settings), store, signer: Signer::new(key.as_bytes()) })
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            signer: Signer::new(key.as_bytes()),
+        })
     }
 
     pub fn messages(&self) -> anyhow::Result<Messages> {
@@ -92,7 +107,12 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self { port, server, sender, mailer })
+        Ok(Self {
+            port,
+            server,
+            sender,
+            mailer,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -6,7 +6,11 @@ use crate::app::{Application, Core};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "tidings", version, about = "Newsletter subscriptions and digests with double opt-in")]
+#[command(
+    name = "tidings",
+    version,
+    about = "Newsletter subscriptions and digests with double opt-in"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -29,7 +33,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let core = Core::open(settings).await?;
-            tracing::info!(database = core.store.backend_name(), "database is up to date");
+            tracing::info!(
+                database = core.store.backend_name(),
+                "database is up to date"
+            );
             Ok(())
         }
     }

@@ -120,7 +120,9 @@ impl Default for Settings {
             smtp_url: Url::parse("smtp://127.0.0.1:25").unwrap_or_else(|_| unreachable!()),
             mail_from: Mailbox::new(
                 Some("Tidings".into()),
-                "newsletter@example.org".parse().unwrap_or_else(|_| unreachable!()),
+                "newsletter@example.org"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!()),
             ),
             mail_domain: None,
             admin_token: None,
@@ -177,9 +179,15 @@ impl Settings {
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let settings: Self = figment.extract().map_err(|e| {
-            // figment names the key and where its value came from.
-            let first = e.into_iter().next().map(|e| e.to_string()).unwrap_or_default();
-            ConfigError(first)
+            let Some(first) = e.into_iter().next() else {
+                return ConfigError("unreadable configuration".into());
+            };
+            let key = first.path.join(".");
+            if key.is_empty() {
+                return ConfigError(first.to_string());
+            }
+            let env = format!("TIDINGS_{}", key.to_uppercase());
+            ConfigError(format!("{key} ({env}): {}", first.kind))
         })?;
         settings.check()?;
         Ok(settings)
@@ -188,16 +196,28 @@ impl Settings {
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if !matches!(self.base_url.scheme(), "http" | "https") || self.base_url.host().is_none() {
-            return fail("base_url (TIDINGS_BASE_URL)", "must be an http:// or https:// URL");
+            return fail(
+                "base_url (TIDINGS_BASE_URL)",
+                "must be an http:// or https:// URL",
+            );
         }
         if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") || self.smtp_url.host().is_none() {
-            return fail("smtp_url (TIDINGS_SMTP_URL)", "must be smtp://HOST:PORT or smtps://HOST:PORT");
+            return fail(
+                "smtp_url (TIDINGS_SMTP_URL)",
+                "must be smtp://HOST:PORT or smtps://HOST:PORT",
+            );
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
-            return fail("admin_token (TIDINGS_ADMIN_TOKEN)", "must be at least 16 characters");
+            return fail(
+                "admin_token (TIDINGS_ADMIN_TOKEN)",
+                "must be at least 16 characters",
+            );
         }
         if self.secret_key.as_deref().is_some_and(|k| k.len() < 32) {
-            return fail("secret_key (TIDINGS_SECRET_KEY)", "must be at least 32 characters");
+            return fail(
+                "secret_key (TIDINGS_SECRET_KEY)",
+                "must be at least 32 characters",
+            );
         }
         if self.lists.is_empty() {
             return fail("lists", "configure at least one list");
@@ -211,13 +231,22 @@ impl Settings {
             return fail("lists.name", "every list needs a name");
         }
         if self.smtp_concurrency == 0 || self.database_pool_size == 0 {
-            return fail("smtp_concurrency / database_pool_size", "must be at least 1");
+            return fail(
+                "smtp_concurrency / database_pool_size",
+                "must be at least 1",
+            );
         }
         if self.send_max_attempts == 0 {
-            return fail("send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)", "must be at least 1");
+            return fail(
+                "send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)",
+                "must be at least 1",
+            );
         }
         if self.smtp_timeout_secs == 0 {
-            return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
+            return fail(
+                "smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)",
+                "must be at least 1",
+            );
         }
         Ok(())
     }
@@ -241,7 +270,11 @@ impl Settings {
     /// Exponential backoff after `attempts` failed tries, capped.
     pub fn retry_delay(&self, attempts: u32) -> Duration {
         let factor = 1u64 << attempts.saturating_sub(1).min(20);
-        Duration::from_millis(self.retry_base_ms.saturating_mul(factor).min(self.retry_max_ms))
+        Duration::from_millis(
+            self.retry_base_ms
+                .saturating_mul(factor)
+                .min(self.retry_max_ms),
+        )
     }
 
     /// A base URL without a trailing slash, ready to have paths appended.

@@ -32,7 +32,13 @@ impl OutboxSender {
         settings: Arc<Settings>,
         wake: Arc<Notify>,
     ) -> Self {
-        Self { store, mailer, messages, settings, wake }
+        Self {
+            store,
+            mailer,
+            messages,
+            settings,
+            wake,
+        }
     }
 
     /// A claim is a lease long enough for a whole batch to time out in turn;
@@ -75,7 +81,13 @@ impl OutboxSender {
         let message = match &job.confirmation {
             Some(confirmation) => self.messages.confirmation(&job.email, confirmation),
             None => {
-                self.record(job.id, OutboxResult::Failed { error: "unknown outbox kind".into() }).await;
+                self.record(
+                    job.id,
+                    OutboxResult::Failed {
+                        error: "unknown outbox kind".into(),
+                    },
+                )
+                .await;
                 return;
             }
         };
@@ -83,7 +95,13 @@ impl OutboxSender {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build outbox mail");
-                self.record(job.id, OutboxResult::Failed { error: e.to_string() }).await;
+                self.record(
+                    job.id,
+                    OutboxResult::Failed {
+                        error: e.to_string(),
+                    },
+                )
+                .await;
                 return;
             }
         };
@@ -102,7 +120,10 @@ impl OutboxSender {
             }
             Verdict::RetryAfter(delay, error) => {
                 tracing::warn!(%error, retry_in = ?delay, "confirmation not sent; will retry");
-                OutboxResult::Retry { at: after(delay), error }
+                OutboxResult::Retry {
+                    at: after(delay),
+                    error,
+                }
             }
             Verdict::Failed(error) => {
                 tracing::error!(%error, "confirmation failed for good");

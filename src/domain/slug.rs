@@ -17,7 +17,11 @@ impl ListSlug {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !input.starts_with('-')
             && !input.ends_with('-');
-        if ok { Ok(Self(input.to_owned())) } else { Err(SlugError) }
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(SlugError)
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -132,10 +132,22 @@ mod tests {
             Err(TokenError::BadSignature)
         );
         let other = Signer::new(b"another key entirely, 32 bytes!!");
-        assert_eq!(other.verify(TokenKind::Confirm, &token), Err(TokenError::BadSignature));
+        assert_eq!(
+            other.verify(TokenKind::Confirm, &token),
+            Err(TokenError::BadSignature)
+        );
         let forged = format!("{}.{}", Signer::new_id(), &token[ID_CHARS + 1..]);
-        assert_eq!(signer().verify(TokenKind::Confirm, &forged), Err(TokenError::BadSignature));
-        for bad in ["", "abc", "a.b", &token[..token.len() - 1], &format!("{token}x")] {
+        assert_eq!(
+            signer().verify(TokenKind::Confirm, &forged),
+            Err(TokenError::BadSignature)
+        );
+        for bad in [
+            "",
+            "abc",
+            "a.b",
+            &token[..token.len() - 1],
+            &format!("{token}x"),
+        ] {
             assert!(signer().verify(TokenKind::Confirm, bad).is_err(), "{bad:?}");
         }
     }

@@ -15,7 +15,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// both sides first makes the comparison constant-time whatever the lengths.
 /// With no token configured, nobody gets in.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let expected = state.settings.admin_token.as_deref().ok_or(ApiError::Unauthorized)?;
+    let expected = state
+        .settings
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::Unauthorized)?;
     let given = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -25,7 +29,11 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let same: bool = Sha256::digest(given.trim().as_bytes())
         .ct_eq(&Sha256::digest(expected.as_bytes()))
         .into();
-    if same { Ok(()) } else { Err(ApiError::Unauthorized) }
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
 }
 
 async fn lists(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

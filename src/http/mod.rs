@@ -69,10 +69,17 @@ pub async fn request_span(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     span.in_scope(|| {
-        tracing::debug!(status, micros = started.elapsed().as_micros() as u64, "answered");
+        tracing::debug!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        );
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            value,
+        );
     }
     Ok(res)
 }
@@ -85,7 +92,12 @@ pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if wants_html {
-        state.pages.message(StatusCode::NOT_FOUND, "Page not found", &["There is nothing at this address."], Some(("/", "Go to the signup form")))
+        state.pages.message(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            &["There is nothing at this address."],
+            Some(("/", "Go to the signup form")),
+        )
     } else {
         HttpResponse::NotFound().json(serde_json::json!({ "error": "no such page or API route" }))
     }

@@ -9,7 +9,9 @@ use super::body::{self, Kind};
 use super::error::ApiError;
 use super::pages::SignupForm;
 use super::{AppState, evidence};
-use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
+use crate::domain::{
+    EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token,
+};
 use crate::store::subscriptions::{ConfirmOutcome, SignupRequest};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -21,7 +23,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
-    state.pages.signup(StatusCode::OK, &state.settings.lists, &SignupForm::default())
+    state.pages.signup(
+        StatusCode::OK,
+        &state.settings.lists,
+        &SignupForm::default(),
+    )
 }
 
 /// A signup as it arrives, before any of it is trusted.
@@ -71,19 +77,32 @@ struct ValidSignup {
 fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> {
     let email = EmailAddress::parse(raw.email.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid("email", e))?;
-    let name = SubscriberName::parse_optional(raw.name.as_deref()).map_err(|e| ApiError::invalid("name", e))?;
+    let name = SubscriberName::parse_optional(raw.name.as_deref())
+        .map_err(|e| ApiError::invalid("name", e))?;
     if raw.lists.is_empty() {
         return Err(ApiError::invalid("lists", "choose at least one newsletter"));
     }
     let mut lists = Vec::new();
     for wanted in &raw.lists {
-        let known = state.settings.lists.iter().find(|l| l.slug.as_str() == wanted);
+        let known = state
+            .settings
+            .lists
+            .iter()
+            .find(|l| l.slug.as_str() == wanted);
         let Some(list) = known else {
-            let offered: Vec<_> = state.settings.lists.iter().map(|l| l.slug.as_str()).collect();
+            let offered: Vec<_> = state
+                .settings
+                .lists
+                .iter()
+                .map(|l| l.slug.as_str())
+                .collect();
             let shown: String = wanted.chars().take(64).collect();
             return Err(ApiError::invalid(
                 "lists",
-                format!("there is no newsletter called {shown:?}; choose from {}", offered.join(", ")),
+                format!(
+                    "there is no newsletter called {shown:?}; choose from {}",
+                    offered.join(", ")
+                ),
             ));
         };
         if !lists.contains(&list.slug) {
@@ -95,7 +114,11 @@ fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> 
 
 /// `POST /subscriptions`, from the form or as JSON. The answer is the same
 /// whatever the address's state, so it tells nobody who subscribes.
-async fn subscribe(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn subscribe(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let kind = body::kind(&req);
     let body = body::read(payload).await?;
     let (raw, source) = match kind {
@@ -103,7 +126,8 @@ async fn subscribe(req: HttpRequest, payload: web::Payload, state: web::Data<App
         Kind::Form => (RawSignup::from_form(&body), SignupSource::Form),
         Kind::Other => return Err(ApiError::UnsupportedMediaType),
     };
-    let accepted = || match source {
+    let accepted = || {
+        match source {
         SignupSource::Api => HttpResponse::Accepted().json(json!({ "status": "pending" })),
         SignupSource::Form => state.pages.message(
             StatusCode::OK,
@@ -114,6 +138,7 @@ async fn subscribe(req: HttpRequest, payload: web::Payload, state: web::Data<App
             ],
             None,
         ),
+    }
     };
     if raw.website.as_deref().is_some_and(|w| !w.is_empty()) {
         tracing::info!("honeypot filled: signup dropped");
@@ -129,7 +154,9 @@ async fn subscribe(req: HttpRequest, payload: web::Payload, state: web::Data<App
                 error: Some(message),
                 error_email: field == "email",
             };
-            return Ok(state.pages.signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
+            return Ok(state
+                .pages
+                .signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
         }
         (Err(e), _) => return Err(e),
     };
@@ -156,7 +183,12 @@ struct TokenQuery {
 }
 
 fn invalid_link(state: &AppState, status: StatusCode, title: &str, why: &str) -> HttpResponse {
-    state.pages.message(status, title, &[why, "You can sign up again: it only takes a moment."], Some(("/", "Sign up again")))
+    state.pages.message(
+        status,
+        title,
+        &[why, "You can sign up again: it only takes a moment."],
+        Some(("/", "Sign up again")),
+    )
 }
 
 /// `GET /subscriptions/confirm`: only shows a button. Mail scanners prefetch
@@ -165,12 +197,21 @@ async fn confirm_page(query: web::Query<TokenQuery>, state: web::Data<AppState>)
     let token = query.token.as_deref().unwrap_or("");
     match state.signer.verify(TokenKind::Confirm, token) {
         Ok(_) => state.pages.confirm(token.trim()),
-        Err(e) => invalid_link(&state, StatusCode::BAD_REQUEST, "This confirmation link does not work", &e.to_string()),
+        Err(e) => invalid_link(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "This confirmation link does not work",
+            &e.to_string(),
+        ),
     }
 }
 
 /// `POST /subscriptions/confirm` with form field `token`.
-async fn confirm(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn confirm(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let body = body::read(payload).await?;
     let token = body::form_pairs(&body)
         .into_iter()
@@ -180,10 +221,18 @@ async fn confirm(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
     let id = match state.signer.verify(TokenKind::Confirm, &token) {
         Ok(id) => id,
         Err(e) => {
-            return Ok(invalid_link(&state, StatusCode::BAD_REQUEST, "This confirmation link does not work", &e.to_string()));
+            return Ok(invalid_link(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "This confirmation link does not work",
+                &e.to_string(),
+            ));
         }
     };
-    let outcome = state.store.confirm(id, evidence(&req, &state, "link")).await?;
+    let outcome = state
+        .store
+        .confirm(id, evidence(&req, &state, "link"))
+        .await?;
     tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
     Ok(match outcome {
         ConfirmOutcome::Confirmed { lists } | ConfirmOutcome::AlreadyConfirmed { lists } => {
@@ -215,7 +264,8 @@ async fn confirm(req: HttpRequest, payload: web::Payload, state: web::Data<AppSt
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": state.store.backend_name() })),
+        Ok(()) => HttpResponse::Ok()
+            .json(json!({ "status": "ok", "database": state.store.backend_name() })),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             HttpResponse::ServiceUnavailable()

@@ -24,7 +24,11 @@ fn unknown_link(state: &AppState) -> HttpResponse {
 }
 
 /// A GET only shows the page: link scanners fetch every URL in an email.
-async fn page(req: HttpRequest, token: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let Ok(id) = state.signer.verify(TokenKind::Unsubscribe, &token) else {
         return Ok(unknown_link(&state));
     };
@@ -32,7 +36,12 @@ async fn page(req: HttpRequest, token: web::Path<String>, state: web::Data<AppSt
         return Ok(unknown_link(&state));
     };
     let already = target.status == crate::domain::SubscriptionStatus::Unsubscribed;
-    Ok(state.pages.unsubscribe(req.path(), &target.list_name, already, &target.other_active_lists))
+    Ok(state.pages.unsubscribe(
+        req.path(),
+        &target.list_name,
+        already,
+        &target.other_active_lists,
+    ))
 }
 
 /// Accepts any body: RFC 8058 clients send `List-Unsubscribe=One-Click` as
@@ -48,11 +57,21 @@ async fn unsubscribe(
     let Ok(id) = state.signer.verify(TokenKind::Unsubscribe, &token) else {
         return Ok(unknown_link(&state));
     };
-    let pairs = if body::kind(&req) == Kind::Form { body::form_pairs(&body) } else { Vec::new() };
-    let all = pairs.iter().any(|(k, v)| k == "all" && matches!(v.as_str(), "yes" | "on" | "true"));
+    let pairs = if body::kind(&req) == Kind::Form {
+        body::form_pairs(&body)
+    } else {
+        Vec::new()
+    };
+    let all = pairs
+        .iter()
+        .any(|(k, v)| k == "all" && matches!(v.as_str(), "yes" | "on" | "true"));
     let one_click = body.windows(26).any(|w| w == b"List-Unsubscribe=One-Click");
     let source = if one_click { "one-click" } else { "page" };
-    let Some(left) = state.store.unsubscribe(id, all, evidence(&req, &state, source)).await? else {
+    let Some(left) = state
+        .store
+        .unsubscribe(id, all, evidence(&req, &state, source))
+        .await?
+    else {
         return Ok(unknown_link(&state));
     };
     tracing::info!(source, lists = left.len(), "unsubscribed");
@@ -60,7 +79,10 @@ async fn unsubscribe(
     Ok(state.pages.message(
         StatusCode::OK,
         "You are unsubscribed",
-        &[&format!("You will get no more emails from {joined}."), "Changed your mind? You can sign up again at any time."],
+        &[
+            &format!("You will get no more emails from {joined}."),
+            "Changed your mind? You can sign up again at any time.",
+        ],
         Some(("/", "Sign up again")),
     ))
 }

@@ -17,7 +17,10 @@ pub struct Links {
 
 impl Links {
     pub fn new(base_url: &str, signer: Signer) -> Self {
-        Self { base_url: base_url.trim_end_matches('/').to_owned(), signer }
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            signer,
+        }
     }
 
     pub fn confirm_url(&self, token_id: &str) -> String {
@@ -87,7 +90,11 @@ impl Messages {
             unsubscribe_url: unsubscribe_url.clone(),
         };
         let rendered = self.renderer.render("confirmation", &data)?;
-        let headers = ListHeaders { name: &first.name, slug: &first.slug, unsubscribe_url: &unsubscribe_url };
+        let headers = ListHeaders {
+            name: &first.name,
+            slug: &first.slug,
+            unsubscribe_url: &unsubscribe_url,
+        };
         Ok(self.composer.compose(to, None, &rendered, Some(headers))?)
     }
 }

@@ -12,7 +12,10 @@ pub(crate) mod sqlite {
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
     /// reads then writes can never fail half-way with "database is locked".
-    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn write_tx<T, E>(
+        c: &mut Conn,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<Error>,
     {
@@ -25,7 +28,11 @@ pub(crate) mod sqlite {
     }
 
     /// Due outbox rows; no row lock needed behind SQLite's single writer.
-    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+    pub(crate) fn due_outbox_ids(
+        c: &mut Conn,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<i64>, Error> {
         outbox::table
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))
@@ -45,7 +52,10 @@ pub(crate) mod pg {
 
     pub(crate) type Conn = diesel::PgConnection;
 
-    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
+    pub(crate) fn write_tx<T, E>(
+        c: &mut Conn,
+        f: impl FnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<Error>,
     {
@@ -63,7 +73,11 @@ pub(crate) mod pg {
     }
 
     /// Due outbox rows that no other sender holds locked right now.
-    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+    pub(crate) fn due_outbox_ids(
+        c: &mut Conn,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<i64>, Error> {
         outbox::table
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))

@@ -171,7 +171,9 @@ impl Store {
                 Pools::Pg(pool)
             }
         };
-        Ok(Self { pools: Arc::new(pools) })
+        Ok(Self {
+            pools: Arc::new(pools),
+        })
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -5,7 +5,9 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions};
+use super::schema::{
+    confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions,
+};
 use super::{Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -127,15 +129,22 @@ pub enum OutboxResult {
 impl Store {
     /// Claims up to `limit` due rows for `lease`; unclaimed again afterwards
     /// unless marked.
-    pub async fn claim_outbox(&self, limit: i64, lease: chrono::Duration) -> StoreResult<Vec<OutboxJob>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?)).await
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        lease: chrono::Duration,
+    ) -> StoreResult<Vec<OutboxJob>> {
+        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?))
+            .await
     }
 
     pub async fn record_outbox(&self, id: i64, result: OutboxResult) -> StoreResult<()> {
         self.write(move |conn| {
             Ok(match result {
                 OutboxResult::Sent => on_backend!(conn, self::mark_sent(id)),
-                OutboxResult::Retry { at, error } => on_backend!(conn, self::mark_retry(id, at, &error)),
+                OutboxResult::Retry { at, error } => {
+                    on_backend!(conn, self::mark_retry(id, at, &error))
+                }
                 OutboxResult::Failed { error } => on_backend!(conn, self::mark_failed(id, &error)),
             }?)
         })
@@ -143,6 +152,7 @@ impl Store {
     }
 
     pub async fn outbox_pending(&self) -> StoreResult<i64> {
-        self.read(|conn| Ok(on_backend!(conn, self::pending_count())?)).await
+        self.read(|conn| Ok(on_backend!(conn, self::pending_count())?))
+            .await
     }
 }

@@ -1,0 +1,313 @@
+//! Test harness: the real app on a random port with its own database (a
+//! SQLite file, or a fresh PostgreSQL database when `TIDINGS_TEST_PG_URL` is
+//! set), and a real SMTP server on another port.
+#![allow(dead_code)]
+
+pub mod smtp;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+use serde_json::Value;
+use tidings::app::Application;
+use tidings::config::{DatabaseUrl, MailTransportKind, Settings};
+
+pub use smtp::{Received, Reply, SmtpServer};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghijklmnop";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named `async fn(Backend)` as two tests: `name::sqlite`, always,
+/// and `name::postgres`, when `TIDINGS_TEST_PG_URL` is set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::pg_url().is_some() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                } else {
+                    eprintln!("TIDINGS_TEST_PG_URL is not set: PostgreSQL run skipped");
+                }
+            }
+        }
+    )*};
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("TIDINGS_TEST_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A database of its own for one test, removed when dropped.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        let name = format!("tidings_test_{}", uuid::Uuid::new_v4().simple());
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                Self {
+                    url: DatabaseUrl::Sqlite(path.clone()),
+                    cleanup: Cleanup::File(path),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = pg_url().expect("TIDINGS_TEST_PG_URL");
+                let mut conn =
+                    PgConnection::establish(&admin_url).expect("connect to TIDINGS_TEST_PG_URL");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap();
+                let mut url = url::Url::parse(&admin_url).unwrap();
+                url.set_path(&name);
+                Self {
+                    url: DatabaseUrl::Postgres(url.to_string()),
+                    cleanup: Cleanup::PgDatabase { admin_url, name },
+                }
+            }
+        }
+    }
+
+    /// Runs SQL straight on the test database (to age a token, say).
+    pub fn execute(&self, sql: &str) -> usize {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+                diesel::sql_query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut c)
+                    .unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap()
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut c = PgConnection::establish(url).unwrap();
+                diesel::sql_query(sql).execute(&mut c).unwrap()
+            }
+        }
+    }
+
+    pub fn count(&self, table_and_filter: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sql = format!("SELECT COUNT(*) AS n FROM {table_and_filter}");
+        let rows: Vec<N> = match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+                diesel::sql_query(sql).load(&mut c).unwrap()
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut c = PgConnection::establish(url).unwrap();
+                diesel::sql_query(sql).load(&mut c).unwrap()
+            }
+        };
+        rows[0].n
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::PgDatabase { admin_url, name } => {
+                if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// Settings for a test: SMTP delivery, fast retries, known keys.
+pub fn test_settings(db: &TestDb, smtp_port: u16) -> Settings {
+    let mut s = Settings::from_toml_str("").unwrap();
+    s.listen = "127.0.0.1:0".parse().unwrap();
+    s.base_url = url::Url::parse("http://tidings.test").unwrap();
+    s.database_url = db.url.clone();
+    s.database_pool_size = 4;
+    s.mail_transport = MailTransportKind::Smtp;
+    s.smtp_url = url::Url::parse(&format!("smtp://127.0.0.1:{smtp_port}")).unwrap();
+    s.smtp_timeout_secs = 5;
+    s.admin_token = Some(ADMIN_TOKEN.into());
+    s.secret_key = Some(SECRET_KEY.into());
+    s.retry_base_ms = 100;
+    s.retry_max_ms = 400;
+    s.send_max_attempts = 50;
+    s.outbox_poll_ms = 50;
+    s
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub smtp: SmtpServer,
+    pub db: TestDb,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let smtp = SmtpServer::start().await;
+        let db = TestDb::new(backend);
+        let mut settings = test_settings(&db, smtp.port);
+        tweak(&mut settings);
+        Self::spawn_on(settings, smtp, db).await
+    }
+
+    pub async fn spawn_on(settings: Settings, smtp: SmtpServer, db: TestDb) -> Self {
+        let app = Application::build(settings).await.expect("app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Self {
+            address,
+            smtp,
+            db,
+            client,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// The same URL on this app, for a link made with the test base URL.
+    pub fn local(&self, link: &str) -> String {
+        let rest = link
+            .strip_prefix("http://tidings.test")
+            .unwrap_or_else(|| panic!("not our link: {link}"));
+        self.url(rest)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(pairs)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn signup(&self, email: &str, lists: &[&str]) -> reqwest::Response {
+        self.post_json(
+            "/subscriptions",
+            &serde_json::json!({ "email": email, "lists": lists }),
+        )
+        .await
+    }
+
+    /// `GET /admin/lists` as a map from slug to its counts.
+    pub async fn counts(&self) -> std::collections::HashMap<String, (i64, i64, i64)> {
+        let res = self
+            .client
+            .get(self.url("/admin/lists"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let lists: Vec<Value> = res.json().await.unwrap();
+        lists
+            .into_iter()
+            .map(|l| {
+                let n = |k: &str| l[k].as_i64().unwrap();
+                (
+                    l["slug"].as_str().unwrap().to_owned(),
+                    (n("pending"), n("confirmed"), n("unsubscribed")),
+                )
+            })
+            .collect()
+    }
+
+    /// Signs up, reads the confirmation mail and confirms: a confirmed reader.
+    pub async fn subscribe_confirmed(&self, email: &str, lists: &[&str]) -> Received {
+        let before = self.smtp.to(email).len();
+        assert_eq!(self.signup(email, lists).await.status(), 202);
+        let mail = wait_until(Duration::from_secs(10), || {
+            let got = self.smtp.to(email);
+            (got.len() > before).then(|| got[before].clone())
+        })
+        .await;
+        let link = mail.link("http://tidings.test/subscriptions/confirm?token=");
+        let token = link.split("token=").nth(1).unwrap().to_owned();
+        let res = self
+            .post_form("/subscriptions/confirm", &[("token", &token)])
+            .await;
+        assert_eq!(res.status(), 200);
+        mail
+    }
+}
+
+/// Polls `f` until it returns something; panics after `within`.
+pub async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port with nothing listening on it (for a while).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,313 @@
+//! A real SMTP server over TCP for tests: it speaks enough ESMTP for lettre,
+//! keeps every accepted message, and can be told to refuse or fail.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// What the server answers at the end of DATA for the next messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Accept,
+    /// `451 4.3.0` temporary failure.
+    TempFail,
+    /// `550 5.1.1` no such user.
+    Reject,
+    /// Close the connection in the middle of DATA, without a reply.
+    Drop,
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Vec<Received>,
+    script: VecDeque<Reply>,
+    rejected_rcpts: Vec<String>,
+    attempts: usize,
+}
+
+pub struct SmtpServer {
+    pub port: u16,
+    shared: Arc<Mutex<Shared>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind SMTP test server");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let accept_shared = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = Arc::clone(&accept_shared);
+                tokio::spawn(async move {
+                    let _ = session(stream, shared).await;
+                });
+            }
+        });
+        Self { port, shared, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Answers the next messages' DATA with these replies, then accepts.
+    pub fn script(&self, replies: &[Reply]) {
+        self.shared
+            .lock()
+            .unwrap()
+            .script
+            .extend(replies.iter().copied());
+    }
+
+    /// Refuses `RCPT TO` for this address with 550, always.
+    pub fn reject_recipient(&self, address: &str) {
+        self.shared
+            .lock()
+            .unwrap()
+            .rejected_rcpts
+            .push(address.to_lowercase());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.lock().unwrap().received.clone()
+    }
+
+    /// Messages that reached the end of DATA, accepted or not.
+    pub fn attempts(&self) -> usize {
+        self.shared.lock().unwrap().attempts
+    }
+
+    /// Waits until at least `n` messages were accepted; panics after `within`.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} messages, got {} after {within:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Messages accepted for one recipient.
+    pub fn to(&self, address: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address)))
+            .collect()
+    }
+}
+
+async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 test-smtp ESMTP ready\r\n").await?;
+    let mut from = String::new();
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-test-smtp\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+        } else if upper.starts_with("HELO") {
+            b"250 test-smtp\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = address(&line[10..]);
+            to.clear();
+            b"250 2.1.0 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = address(&line[8..]);
+            if shared
+                .lock()
+                .unwrap()
+                .rejected_rcpts
+                .contains(&rcpt.to_lowercase())
+            {
+                b"550 5.1.1 No such user here\r\n"
+            } else {
+                to.push(rcpt);
+                b"250 2.1.5 OK\r\n"
+            }
+        } else if upper.starts_with("DATA") {
+            write
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
+            let next = shared
+                .lock()
+                .unwrap()
+                .script
+                .pop_front()
+                .unwrap_or(Reply::Accept);
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if lines.read_line(&mut l).await? == 0 {
+                    return Ok(());
+                }
+                if next == Reply::Drop {
+                    shared.lock().unwrap().attempts += 1;
+                    return Ok(());
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
+            }
+            let mut s = shared.lock().unwrap();
+            s.attempts += 1;
+            match next {
+                Reply::Accept | Reply::Drop => {
+                    s.received.push(Received {
+                        from: from.clone(),
+                        to: to.clone(),
+                        data,
+                    });
+                    b"250 2.0.0 Queued\r\n"
+                }
+                Reply::TempFail => b"451 4.3.0 Try again later\r\n",
+                Reply::Reject => b"550 5.1.1 Mailbox unavailable\r\n",
+            }
+        } else if upper.starts_with("RSET") {
+            from.clear();
+            to.clear();
+            b"250 2.0.0 OK\r\n"
+        } else if upper.starts_with("NOOP") {
+            b"250 2.0.0 OK\r\n"
+        } else if upper.starts_with("QUIT") {
+            write.write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"502 5.5.2 Command not recognised\r\n"
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+fn address(arg: &str) -> String {
+    let arg = arg.trim();
+    let inner = arg
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map_or(arg, |(a, _)| a);
+    inner.to_owned()
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            if let Some(v) = value.as_mut() {
+                if line.starts_with([' ', '\t']) {
+                    v.push_str(line.trim_start());
+                    continue;
+                }
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case(name) {
+                    value = Some(v.trim().to_owned());
+                }
+            }
+        }
+        value
+    }
+
+    /// The decoded body of the first part with this content type.
+    pub fn part(&self, content_type: &str) -> String {
+        let start = self
+            .data
+            .find(&format!("Content-Type: {content_type}"))
+            .unwrap_or_else(|| panic!("no {content_type} part in:\n{}", self.data));
+        let part = &self.data[start..];
+        let (head, rest) = part.split_once("\r\n\r\n").expect("part has a body");
+        let body = rest.split("\r\n--").next().unwrap_or(rest);
+        if head.contains("quoted-printable") {
+            decode_qp(body)
+        } else if head.contains("base64") {
+            use base64::Engine;
+            let clean: String = body.split_whitespace().collect();
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(clean)
+                    .unwrap(),
+            )
+            .unwrap()
+        } else {
+            body.to_owned()
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.part("text/plain")
+    }
+
+    pub fn html(&self) -> String {
+        self.part("text/html")
+    }
+
+    /// The first link in the text part that starts with `prefix`.
+    pub fn link(&self, prefix: &str) -> String {
+        let text = self.text();
+        let start = text
+            .find(prefix)
+            .unwrap_or_else(|| panic!("no link {prefix} in:\n{text}"));
+        text[start..].split_whitespace().next().unwrap().to_owned()
+    }
+}
+
+fn decode_qp(body: &str) -> String {
+    let joined = body.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() + 1 {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..(i + 3).min(joined.len())], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
