@@ -306,16 +306,6 @@ async fn get_on_the_confirm_link_does_not_confirm(backend: Backend) {
     let link = app.local(&mail.link(CONFIRM));
     for _ in 0..3 {
         assert_eq!(app.client.get(&link).send().await.unwrap().status(), 200);
-        assert_eq!(
-            app.client
-                .head(&link)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_server_error(),
-            false
-        );
     }
     assert_eq!(app.counts().await["orthopedic"], (1, 0, 0));
 }
