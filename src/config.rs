@@ -168,7 +168,11 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(
-            Env::prefixed("TIDINGS_").filter(|k| k != "config" && !k.as_str().starts_with("test_")),
+            // TIDINGS_TEST_* variables belong to the test suite, not to the app.
+            Env::prefixed("TIDINGS_").filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                k != "config" && !k.starts_with("test_")
+            }),
         );
         Self::from_figment(figment)
     }
