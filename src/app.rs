@@ -1,5 +1,5 @@
 //! Builds the running service from `Settings`: database, mail, the background
-//! sender and the HTTP server.
+//! senders and the HTTP server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,61 +8,101 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::dispatch::OutboxSender;
+use crate::dispatch::{DigestSender, OutboxSender, RateLimiter};
 use crate::domain::Signer;
 use crate::http::{self, AppState, Pages};
 use crate::mail::{Composer, Links, Mailer, Messages, Renderer};
 use crate::store::Store;
 
 /// The parts every command needs: a migrated store with the configured lists,
-/// and the signer for links.
+/// the signer for links, and everything to build and send mail.
 pub struct Core {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub signer: Signer,
+    pub messages: Arc<Messages>,
+    pub mailer: Arc<Mailer>,
+    pub outbox_wake: Arc<Notify>,
+    pub digest_wake: Arc<Notify>,
 }
 
 impl Core {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
         let store = Store::connect(&settings.database_url, settings.database_pool_size)
             .await
-            .with_context(|| {
-                format!(
-                    "opening the {} database",
-                    settings.database_url.backend_name()
-                )
-            })?;
-        store
-            .sync_lists(settings.lists.clone())
-            .await
-            .context("saving the configured lists")?;
+            .with_context(|| format!("opening the {} database", settings.database_url.backend_name()))?;
+        store.sync_lists(settings.lists.clone()).await.context("saving the configured lists")?;
         let key = match &settings.secret_key {
             Some(key) => key.clone(),
             None => store
-                .secret_or_insert(
-                    "token_key",
-                    format!("{}{}", Signer::new_id(), Signer::new_id()),
-                )
+                .secret_or_insert("token_key", format!("{}{}", Signer::new_id(), Signer::new_id()))
                 .await
                 .context("loading the link-signing key")?,
         };
+        let signer = Signer::new(key.as_bytes());
+        let messages = Arc::new(Messages {
+            renderer: Renderer::new().context("loading email templates")?,
+            composer: Composer::new(settings.mail_from.clone(), settings.mail_domain()),
+            links: Links::new(settings.base_url.as_str(), signer.clone()),
+            confirm_ttl_hours: settings.confirm_token_ttl_hours,
+        });
+        let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
         Ok(Self {
             settings: Arc::new(settings),
             store,
-            signer: Signer::new(key.as_bytes()),
+            signer,
+            messages,
+            mailer,
+            outbox_wake: Arc::new(Notify::new()),
+            digest_wake: Arc::new(Notify::new()),
         })
     }
 
-    pub fn messages(&self) -> anyhow::Result<Messages> {
-        let s = &self.settings;
-        Ok(Messages {
-            renderer: Renderer::new().context("loading email templates")?,
-            composer: Composer::new(s.mail_from.clone(), s.mail_domain()),
-            links: Links::new(s.base_url.as_str(), self.signer.clone()),
-            confirm_ttl_hours: s.confirm_token_ttl_hours,
-        })
+    /// Starts the outbox and digest senders; they stop when `stop` says so,
+    /// after finishing the sends in flight.
+    pub fn start_senders(&self, stop: &watch::Sender<bool>) -> Senders {
+        let rate = Arc::new(RateLimiter::new(self.settings.send_rate_per_second));
+        let outbox = OutboxSender::new(
+            self.store.clone(),
+            Arc::clone(&self.mailer),
+            Arc::clone(&self.messages),
+            Arc::clone(&self.settings),
+            Arc::clone(&rate),
+            Arc::clone(&self.outbox_wake),
+        );
+        let digests = DigestSender::new(
+            self.store.clone(),
+            Arc::clone(&self.mailer),
+            Arc::clone(&self.messages),
+            Arc::clone(&self.settings),
+            rate,
+            Arc::clone(&self.digest_wake),
+        );
+        Senders {
+            tasks: vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))],
+            mailer: Arc::clone(&self.mailer),
+        }
+    }
+}
+
+/// The running background senders.
+pub struct Senders {
+    tasks: Vec<JoinHandle<()>>,
+    mailer: Arc<Mailer>,
+}
+
+impl Senders {
+    /// Waits for the senders to stop (after `stop` was sent), then closes
+    /// idle SMTP connections.
+    pub async fn join(self) -> anyhow::Result<()> {
+        for task in self.tasks {
+            task.await.context("a sender crashed")?;
+        }
+        self.mailer.close().await;
+        Ok(())
     }
 }
 
@@ -70,32 +110,23 @@ impl Core {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
-    sender: OutboxSender,
-    mailer: Arc<Mailer>,
+    core: Core,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("listening on {}", settings.listen))?;
+        let listener =
+            TcpListener::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let core = Core::open(settings).await?;
-        let mailer = Arc::new(Mailer::from_settings(&core.settings).map_err(anyhow::Error::msg)?);
-        let messages = Arc::new(core.messages()?);
-        let wake = Arc::new(Notify::new());
-        let sender = OutboxSender::new(
-            core.store.clone(),
-            Arc::clone(&mailer),
-            messages,
-            Arc::clone(&core.settings),
-            Arc::clone(&wake),
-        );
         let state = web::Data::new(AppState {
             store: core.store.clone(),
             settings: Arc::clone(&core.settings),
             signer: core.signer.clone(),
             pages: Pages::new().context("loading page templates")?,
-            outbox_wake: wake,
+            messages: Arc::clone(&core.messages),
+            outbox_wake: Arc::clone(&core.outbox_wake),
+            digest_wake: Arc::clone(&core.digest_wake),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -107,12 +138,7 @@ impl Application {
         })
         .listen(listener)?
         .run();
-        Ok(Self {
-            port,
-            server,
-            sender,
-            mailer,
-        })
+        Ok(Self { port, server, core })
     }
 
     pub fn port(&self) -> u16 {
@@ -120,14 +146,13 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM: the server stops accepting and finishes
-    /// its requests, then the sender finishes the sends in flight.
+    /// its requests, then the senders finish the sends in flight.
     pub async fn run(self) -> anyhow::Result<()> {
-        let (stop, stopped) = watch::channel(false);
-        let sender = tokio::spawn(self.sender.run(stopped));
+        let (stop, _) = watch::channel(false);
+        let senders = self.core.start_senders(&stop);
         let served = self.server.await;
         let _ = stop.send(true);
-        sender.await.context("outbox sender crashed")?;
-        self.mailer.close().await;
+        senders.join().await?;
         served.context("HTTP server failed")
     }
 }

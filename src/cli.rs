@@ -1,16 +1,23 @@
-//! The command line: `tidings [serve]`, `tidings migrate`.
+//! The command line: serve, worker, migrate, and the author's posts and
+//! digest commands.
 
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use tokio::sync::watch;
 
 use crate::app::{Application, Core};
+use crate::author::{self, PostInput, Preview};
 use crate::config::Settings;
+use crate::feed;
+use crate::store::digests::{DigestStatus, TriggerOutcome};
+use crate::store::posts::{ListsMode, Upsert};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tidings",
-    version,
-    about = "Newsletter subscriptions and digests with double opt-in"
-)]
+#[command(name = "tidings", version, about = "Newsletter subscriptions and digests with double opt-in")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -20,8 +27,75 @@ pub struct Cli {
 pub enum Command {
     /// Serve the web app and send mail in the background (the default).
     Serve,
+    /// Only send mail (confirmations and digests), no web server. Several
+    /// workers can share one PostgreSQL database.
+    Worker,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Add, import and list posts.
+    #[command(subcommand)]
+    Posts(PostsCommand),
+    /// Preview, send and follow digests.
+    #[command(subcommand)]
+    Digest(DigestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostsCommand {
+    /// Fetch the configured feeds (`feed_url` of each list) and add their posts.
+    Pull {
+        #[arg(long)]
+        list: Option<String>,
+    },
+    /// Import an RSS 2.0 or Atom file as posts of a list.
+    Import {
+        #[arg(long)]
+        list: String,
+        file: PathBuf,
+    },
+    /// Add a post, or update the post with the same URL.
+    Add {
+        /// A list the post belongs to (repeat for several).
+        #[arg(long = "list", required = true)]
+        lists: Vec<String>,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "")]
+        summary: String,
+        /// RFC 3339, e.g. 2026-11-25T09:30:00Z (default: now).
+        #[arg(long)]
+        published_at: Option<String>,
+    },
+    /// List posts, newest first.
+    List {
+        #[arg(long)]
+        list: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DigestCommand {
+    /// Send the list's new posts to every confirmed reader, showing progress.
+    Send {
+        #[arg(long)]
+        list: String,
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only say what would be sent.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the HTML a reader would get to stdout or a file.
+    Preview {
+        #[arg(long)]
+        list: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show one digest, or the latest ones.
+    Status { id: Option<i64> },
 }
 
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
@@ -31,13 +105,210 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             tracing::info!(port = app.port(), "tidings is serving");
             app.run().await
         }
+        Command::Worker => worker(Core::open(settings).await?).await,
         Command::Migrate => {
             let core = Core::open(settings).await?;
-            tracing::info!(
-                database = core.store.backend_name(),
-                "database is up to date"
-            );
+            tracing::info!(database = core.store.backend_name(), "database is up to date");
             Ok(())
         }
+        Command::Posts(command) => posts(Core::open(settings).await?, command).await,
+        Command::Digest(command) => digest(Core::open(settings).await?, command).await,
+    }
+}
+
+async fn worker(core: Core) -> anyhow::Result<()> {
+    let (stop, _) = watch::channel(false);
+    let senders = core.start_senders(&stop);
+    tracing::info!("worker is sending");
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the sends in flight");
+    let _ = stop.send(true);
+    senders.join().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn posts(core: Core, command: PostsCommand) -> anyhow::Result<()> {
+    match command {
+        PostsCommand::Pull { list } => {
+            for r in feed::pull(&core.store, &core.settings, list.as_deref()).await? {
+                println!(
+                    "{}: {} new, {} updated, {} unchanged, {} skipped",
+                    r.list, r.created, r.updated, r.unchanged, r.skipped
+                );
+            }
+        }
+        PostsCommand::Import { list, file } => {
+            let list = author::known_list(&core.settings, "--list", &list)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let r = feed::import(&core.store, &list, &bytes).await?;
+            println!(
+                "{}: {} new, {} updated, {} unchanged, {} skipped",
+                r.list, r.created, r.updated, r.unchanged, r.skipped
+            );
+        }
+        PostsCommand::Add { lists, title, url, summary, published_at } => {
+            let published_at = published_at.unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+            let input = PostInput { title, url, summary, published_at, lists };
+            let post = author::parse_post(&input, &core.settings)?;
+            match core.store.upsert_posts(vec![post], ListsMode::Replace).await?.first() {
+                Some(Upsert::Created(id)) => println!("added post {id}"),
+                Some(Upsert::Updated(id)) => println!("updated post {id}"),
+                Some(Upsert::Unchanged(id)) => println!("post {id} is unchanged"),
+                None => bail!("the post was not saved"),
+            }
+        }
+        PostsCommand::List { list } => {
+            let list = list.map(|l| author::known_list(&core.settings, "--list", &l)).transpose()?;
+            for p in core.store.posts(list.map(|l| l.to_string()), 1000).await? {
+                println!(
+                    "{:>5}  {}  [{}]  {}\n       {}",
+                    p.id,
+                    p.published_at.format("%Y-%m-%d"),
+                    p.lists.join(","),
+                    p.title,
+                    p.url
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn digest(core: Core, command: DigestCommand) -> anyhow::Result<()> {
+    match command {
+        DigestCommand::Preview { list, out } => {
+            let list = author::known_list(&core.settings, "--list", &list)?;
+            match author::preview(&core.store, &core.messages, list).await? {
+                Preview::Html(html) => match out {
+                    Some(path) => std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?,
+                    None => println!("{html}"),
+                },
+                Preview::NoNewPosts => bail!("no new posts in this list since its last digest"),
+            }
+            Ok(())
+        }
+        DigestCommand::Status { id } => {
+            let statuses = match id {
+                Some(id) => vec![core.store.digest_status(id).await?.context("no digest with that id")?],
+                None => core.store.digest_statuses(20).await?,
+            };
+            for s in statuses {
+                println!(
+                    "digest {} [{}] {}: {} of {} sent, {} failed, {} skipped, {} pending — {}",
+                    s.id, s.list, s.status, s.sent, s.recipients, s.failed, s.skipped, s.pending, s.subject
+                );
+            }
+            Ok(())
+        }
+        DigestCommand::Send { list, subject, dry_run } => {
+            let list = author::known_list(&core.settings, "--list", &list)?;
+            let subject = subject.as_deref().map(author::parse_subject).transpose()?;
+            if dry_run {
+                return dry_run_report(&core, list).await;
+            }
+            let summary = match core.store.trigger_digest(list, subject, None).await? {
+                TriggerOutcome::Created(s) | TriggerOutcome::Replayed(s) => s,
+                TriggerOutcome::NoNewPosts => bail!("no new posts in this list since its last digest"),
+                TriggerOutcome::UnknownList | TriggerOutcome::KeyReused => bail!("no such list"),
+            };
+            eprintln!(
+                "digest {} of {} posts to {} readers of {}",
+                summary.id, summary.posts, summary.recipients, summary.list
+            );
+            // Send from this process too: it finishes on its own, and shares
+            // the work safely with any server or worker already running.
+            let (stop, _) = watch::channel(false);
+            let senders = core.start_senders(&stop);
+            let last = follow(&core, summary.id).await;
+            let _ = stop.send(true);
+            senders.join().await?;
+            let last = last?;
+            if last.status == "failed" {
+                bail!("digest {} failed: no message could be delivered", last.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn dry_run_report(core: &Core, list: crate::domain::ListSlug) -> anyhow::Result<()> {
+    let recipients = core.store.recipient_count(list.clone()).await?;
+    let Some((list, posts)) = core.store.unsent_posts(list).await? else { bail!("no such list") };
+    println!("dry run: nothing is sent");
+    println!("list: {} ({})", list.name, list.slug);
+    println!("recipients: {recipients} confirmed readers");
+    println!("posts: {}", posts.len());
+    for p in &posts {
+        println!("  - {} <{}>", p.title, p.url);
+    }
+    if posts.is_empty() {
+        bail!("no new posts in this list since its last digest: nothing would be sent");
+    }
+    Ok(())
+}
+
+/// Draws progress until the digest is finished: a live bar on a terminal,
+/// a line every few seconds otherwise.
+async fn follow(core: &Core, id: i64) -> anyhow::Result<DigestStatus> {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut last_line = Instant::now() - Duration::from_secs(60);
+    loop {
+        let status = core.store.digest_status(id).await?.context("the digest disappeared")?;
+        let done = status.sent + status.failed + status.skipped;
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 { (status.pending as f64 / rate) as u64 } else { 0 };
+        let width = 30usize;
+        let filled = if status.recipients > 0 { (done as usize * width) / status.recipients as usize } else { width };
+        let line = format!(
+            "[{}{}] {done}/{} sent {} failed {} skipped  {rate:.0}/s  ETA {}:{:02}",
+            "#".repeat(filled.min(width)),
+            ".".repeat(width - filled.min(width)),
+            status.recipients,
+            status.failed,
+            status.skipped,
+            eta / 60,
+            eta % 60,
+        );
+        if tty {
+            eprint!("\r{line}   ");
+            let _ = std::io::stderr().flush();
+        } else if status.is_finished() || last_line.elapsed() >= Duration::from_secs(2) {
+            eprintln!("{line}");
+            last_line = Instant::now();
+        }
+        if status.is_finished() {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "digest {} {}: {} sent, {} failed, {} skipped in {:.1}s",
+                status.id,
+                status.status,
+                status.sent,
+                status.failed,
+                status.skipped,
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(status);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

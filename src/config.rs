@@ -37,10 +37,20 @@ pub struct Settings {
     pub consent_version: String,
     pub smtp_timeout_secs: u64,
     pub smtp_concurrency: usize,
+    /// Messages per second across all senders of a process; 0: no limit.
+    pub send_rate_per_second: f64,
+    /// How long a claimed delivery is reserved for its sender; after a crash,
+    /// its unsent claims are sent by others once this has passed.
+    pub delivery_lease_secs: u64,
     pub send_max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub outbox_poll_ms: u64,
+    /// Feed fetching: time limit, size limit, and whether feeds may live on
+    /// loopback or private addresses (off: a guard against SSRF).
+    pub feed_timeout_secs: u64,
+    pub feed_max_bytes: u64,
+    pub feed_allow_private_hosts: bool,
     pub log: String,
     pub lists: Vec<ListSettings>,
 }
@@ -52,6 +62,9 @@ pub struct ListSettings {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The blog's RSS or Atom feed for this list, for `tidings posts pull`.
+    #[serde(default)]
+    pub feed_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,8 +112,7 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
 
 fn mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
     let s = String::deserialize(d)?;
-    s.parse::<Mailbox>()
-        .map_err(|e| serde::de::Error::custom(format!("not a valid sender {s:?}: {e}")))
+    s.parse::<Mailbox>().map_err(|e| serde::de::Error::custom(format!("not a valid sender {s:?}: {e}")))
 }
 
 impl Default for Settings {
@@ -109,6 +121,7 @@ impl Default for Settings {
             slug: ListSlug::parse(slug).unwrap_or_else(|_| unreachable!("built-in slug")),
             name: name.into(),
             description: description.into(),
+            feed_url: None,
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
@@ -120,9 +133,7 @@ impl Default for Settings {
             smtp_url: Url::parse("smtp://127.0.0.1:25").unwrap_or_else(|_| unreachable!()),
             mail_from: Mailbox::new(
                 Some("Tidings".into()),
-                "newsletter@example.org"
-                    .parse()
-                    .unwrap_or_else(|_| unreachable!()),
+                "newsletter@example.org".parse().unwrap_or_else(|_| unreachable!()),
             ),
             mail_domain: None,
             admin_token: None,
@@ -132,10 +143,15 @@ impl Default for Settings {
             consent_version: "1".into(),
             smtp_timeout_secs: 30,
             smtp_concurrency: 16,
+            send_rate_per_second: 0.0,
+            delivery_lease_secs: 120,
             send_max_attempts: 8,
             retry_base_ms: 5_000,
             retry_max_ms: 3_600_000,
             outbox_poll_ms: 1_000,
+            feed_timeout_secs: 10,
+            feed_max_bytes: 5 * 1024 * 1024,
+            feed_allow_private_hosts: false,
             log: "info".into(),
             lists: vec![
                 list(
@@ -143,11 +159,7 @@ impl Default for Settings {
                     "Medical Social Media",
                     "How doctors and patients meet online: new posts on medicine and social media.",
                 ),
-                list(
-                    "orthopedic",
-                    "Orthopedic",
-                    "New posts on bones, joints, sports injuries and recovery.",
-                ),
+                list("orthopedic", "Orthopedic", "New posts on bones, joints, sports injuries and recovery."),
             ],
         }
     }
@@ -200,28 +212,16 @@ impl Settings {
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if !matches!(self.base_url.scheme(), "http" | "https") || self.base_url.host().is_none() {
-            return fail(
-                "base_url (TIDINGS_BASE_URL)",
-                "must be an http:// or https:// URL",
-            );
+            return fail("base_url (TIDINGS_BASE_URL)", "must be an http:// or https:// URL");
         }
         if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") || self.smtp_url.host().is_none() {
-            return fail(
-                "smtp_url (TIDINGS_SMTP_URL)",
-                "must be smtp://HOST:PORT or smtps://HOST:PORT",
-            );
+            return fail("smtp_url (TIDINGS_SMTP_URL)", "must be smtp://HOST:PORT or smtps://HOST:PORT");
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
-            return fail(
-                "admin_token (TIDINGS_ADMIN_TOKEN)",
-                "must be at least 16 characters",
-            );
+            return fail("admin_token (TIDINGS_ADMIN_TOKEN)", "must be at least 16 characters");
         }
         if self.secret_key.as_deref().is_some_and(|k| k.len() < 32) {
-            return fail(
-                "secret_key (TIDINGS_SECRET_KEY)",
-                "must be at least 32 characters",
-            );
+            return fail("secret_key (TIDINGS_SECRET_KEY)", "must be at least 32 characters");
         }
         if self.lists.is_empty() {
             return fail("lists", "configure at least one list");
@@ -231,26 +231,26 @@ impl Settings {
         if slugs.windows(2).any(|w| w[0] == w[1]) {
             return fail("lists", "two lists share a slug");
         }
+        if self.lists.iter().filter_map(|l| l.feed_url.as_ref()).any(|u| !matches!(u.scheme(), "http" | "https")) {
+            return fail("lists.feed_url", "must be an http:// or https:// URL");
+        }
         if self.lists.iter().any(|l| l.name.trim().is_empty()) {
             return fail("lists.name", "every list needs a name");
         }
         if self.smtp_concurrency == 0 || self.database_pool_size == 0 {
-            return fail(
-                "smtp_concurrency / database_pool_size",
-                "must be at least 1",
-            );
+            return fail("smtp_concurrency / database_pool_size", "must be at least 1");
+        }
+        if self.send_rate_per_second.is_nan() || self.send_rate_per_second < 0.0 {
+            return fail("send_rate_per_second (TIDINGS_SEND_RATE_PER_SECOND)", "must be 0 or more");
+        }
+        if self.delivery_lease_secs == 0 {
+            return fail("delivery_lease_secs (TIDINGS_DELIVERY_LEASE_SECS)", "must be at least 1");
         }
         if self.send_max_attempts == 0 {
-            return fail(
-                "send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)",
-                "must be at least 1",
-            );
+            return fail("send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)", "must be at least 1");
         }
         if self.smtp_timeout_secs == 0 {
-            return fail(
-                "smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)",
-                "must be at least 1",
-            );
+            return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
         }
         Ok(())
     }
@@ -274,11 +274,7 @@ impl Settings {
     /// Exponential backoff after `attempts` failed tries, capped.
     pub fn retry_delay(&self, attempts: u32) -> Duration {
         let factor = 1u64 << attempts.saturating_sub(1).min(20);
-        Duration::from_millis(
-            self.retry_base_ms
-                .saturating_mul(factor)
-                .min(self.retry_max_ms),
-        )
+        Duration::from_millis(self.retry_base_ms.saturating_mul(factor).min(self.retry_max_ms))
     }
 
     /// A base URL without a trailing slash, ready to have paths appended.

@@ -1,8 +1,10 @@
 pub mod app;
+pub mod author;
 pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod feed;
 pub mod http;
 pub mod mail;
 pub mod store;

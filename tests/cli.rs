@@ -16,11 +16,7 @@ fn tidings() -> Command {
 fn invalid_configuration_stops_with_one_line_naming_the_key() {
     for (key, value, named) in [
         ("TIDINGS_BASE_URL", "not a url", "base_url"),
-        (
-            "TIDINGS_DATABASE_URL",
-            "mysql://localhost/x",
-            "database_url",
-        ),
+        ("TIDINGS_DATABASE_URL", "mysql://localhost/x", "database_url"),
         ("TIDINGS_LISTEN", "nowhere", "listen"),
         ("TIDINGS_SMTP_TIMEOUT_SECS", "soon", "smtp_timeout_secs"),
         ("TIDINGS_MAIL_TRANSPORT", "pigeon", "mail_transport"),
@@ -32,16 +28,9 @@ fn invalid_configuration_stops_with_one_line_naming_the_key() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(named), "{key}: {stderr}");
     }
-    let out = tidings()
-        .env("TIDINGS_CONFIG", "/nonexistent.toml")
-        .output()
-        .unwrap();
+    let out = tidings().env("TIDINGS_CONFIG", "/nonexistent.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("TIDINGS_CONFIG")
-    );
+    assert!(String::from_utf8(out.stderr).unwrap().contains("TIDINGS_CONFIG"));
 }
 
 #[test]
@@ -49,16 +38,8 @@ fn migrate_creates_the_schema_and_is_repeatable() {
     let path = std::env::temp_dir().join(format!("tidings-cli-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     for _ in 0..2 {
-        let out = tidings()
-            .arg("migrate")
-            .env("TIDINGS_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = tidings().arg("migrate").env("TIDINGS_DATABASE_URL", &url).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(path.exists());
     for suffix in ["", "-wal", "-shm"] {

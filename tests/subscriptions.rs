@@ -27,59 +27,31 @@ on_both_backends!(
 
 async fn full_flow_confirms_every_list_of_the_signup(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let res = app
-        .signup("Alice@Example.COM", &["orthopedic", "social-media"])
-        .await;
+    let res = app.signup("Alice@Example.COM", &["orthopedic", "social-media"]).await;
     assert_eq!(res.status(), 202);
-    assert_eq!(
-        res.json::<Value>().await.unwrap(),
-        json!({ "status": "pending" })
-    );
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({ "status": "pending" }));
 
     let mail = &app.smtp.wait_for(1, Duration::from_secs(10)).await[0];
     assert_eq!(mail.to, ["alice@example.com"]);
-    assert!(
-        mail.header("Content-Type")
-            .unwrap()
-            .starts_with("multipart/alternative")
-    );
+    assert!(mail.header("Content-Type").unwrap().starts_with("multipart/alternative"));
     let message_id = mail.header("Message-ID").unwrap();
-    assert!(
-        message_id.starts_with('<') && message_id.ends_with("@tidings.test>"),
-        "{message_id}"
-    );
+    assert!(message_id.starts_with('<') && message_id.ends_with("@tidings.test>"), "{message_id}");
     assert!(mail.header("Date").is_some());
     let unsubscribe = mail.header("List-Unsubscribe").unwrap();
-    assert!(
-        unsubscribe.starts_with("<http://tidings.test/unsubscribe/"),
-        "{unsubscribe}"
-    );
-    assert_eq!(
-        mail.header("List-Unsubscribe-Post").unwrap(),
-        "List-Unsubscribe=One-Click"
-    );
+    assert!(unsubscribe.starts_with("<http://tidings.test/unsubscribe/"), "{unsubscribe}");
+    assert_eq!(mail.header("List-Unsubscribe-Post").unwrap(), "List-Unsubscribe=One-Click");
     let text = mail.text();
-    assert!(
-        text.contains("Medical Social Media and Orthopedic"),
-        "{text}"
-    );
+    assert!(text.contains("Medical Social Media and Orthopedic"), "{text}");
     assert!(mail.html().contains("Confirm my subscription"));
     assert_eq!(app.counts().await["orthopedic"], (1, 0, 0));
 
     let link = mail.link(CONFIRM);
     let page = app.client.get(app.local(&link)).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(
-        page.text()
-            .await
-            .unwrap()
-            .contains("<button type=\"submit\">Confirm my subscription</button>")
-    );
+    assert!(page.text().await.unwrap().contains("<button type=\"submit\">Confirm my subscription</button>"));
 
     let token = link.strip_prefix(CONFIRM).unwrap();
-    let res = app
-        .post_form("/subscriptions/confirm", &[("token", token)])
-        .await;
+    let res = app.post_form("/subscriptions/confirm", &[("token", token)]).await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("You are subscribed"));
     let counts = app.counts().await;
@@ -87,9 +59,7 @@ async fn full_flow_confirms_every_list_of_the_signup(backend: Backend) {
     assert_eq!(counts["social-media"], (0, 1, 0));
 
     // Confirming twice is harmless.
-    let again = app
-        .post_form("/subscriptions/confirm", &[("token", token)])
-        .await;
+    let again = app.post_form("/subscriptions/confirm", &[("token", token)]).await;
     assert_eq!(again.status(), 200);
     assert_eq!(app.counts().await["orthopedic"], (0, 1, 0));
     // The same address in another case is the same reader.
@@ -104,33 +74,15 @@ async fn answers_are_identical_whatever_the_address_state(backend: Backend) {
     let gone_mail = app.subscribe_confirmed(gone, &["orthopedic"]).await;
     let unsubscribe = gone_mail.header("List-Unsubscribe").unwrap();
     let url = unsubscribe.trim_matches(['<', '>']);
-    assert_eq!(
-        app.client
-            .post(app.local(url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.signup("pending@example.com", &["orthopedic"])
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.client.post(app.local(url)).send().await.unwrap().status(), 200);
+    assert_eq!(app.signup("pending@example.com", &["orthopedic"]).await.status(), 202);
     drop(mail);
 
     let mut answers = Vec::new();
     for email in ["new@example.com", "pending@example.com", confirmed, gone] {
         let res = app.signup(email, &["orthopedic"]).await;
         answers.push((res.status(), res.text().await.unwrap()));
-        let res = app
-            .post_form(
-                "/subscriptions",
-                &[("email", email), ("lists", "orthopedic")],
-            )
-            .await;
+        let res = app.post_form("/subscriptions", &[("email", email), ("lists", "orthopedic")]).await;
         answers.push((res.status(), res.text().await.unwrap()));
     }
     for pair in answers.chunks(2).skip(1) {
@@ -143,11 +95,7 @@ async fn answers_are_identical_whatever_the_address_state(backend: Backend) {
     assert_eq!(counts, (3, 1, 0), "(pending, confirmed, unsubscribed)");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.smtp.to(confirmed).len(), 1);
-    assert_eq!(
-        app.smtp.to(gone).len(),
-        3,
-        "first signup, then the JSON and the form re-signup"
-    );
+    assert_eq!(app.smtp.to(gone).len(), 3, "first signup, then the JSON and the form re-signup");
 }
 
 async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
@@ -156,37 +104,16 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
     let long_name = "n".repeat(101);
     let cases: Vec<(Value, &str)> = vec![
         (json!({ "lists": ["orthopedic"] }), "email"),
-        (
-            json!({ "email": "not-an-email", "lists": ["orthopedic"] }),
-            "email",
-        ),
-        (
-            json!({ "email": "john..doe@example.com", "lists": ["orthopedic"] }),
-            "email",
-        ),
+        (json!({ "email": "not-an-email", "lists": ["orthopedic"] }), "email"),
+        (json!({ "email": "john..doe@example.com", "lists": ["orthopedic"] }), "email"),
         (json!({ "email": "a@b", "lists": ["orthopedic"] }), "email"),
-        (
-            json!({ "email": long_email, "lists": ["orthopedic"] }),
-            "email",
-        ),
-        (
-            json!({ "email": "a@example.com", "name": long_name, "lists": ["orthopedic"] }),
-            "name",
-        ),
-        (
-            json!({ "email": "a@example.com", "name": "Eve\r\nBcc: x@y.z", "lists": ["orthopedic"] }),
-            "name",
-        ),
+        (json!({ "email": long_email, "lists": ["orthopedic"] }), "email"),
+        (json!({ "email": "a@example.com", "name": long_name, "lists": ["orthopedic"] }), "name"),
+        (json!({ "email": "a@example.com", "name": "Eve\r\nBcc: x@y.z", "lists": ["orthopedic"] }), "name"),
         (json!({ "email": "a@example.com", "lists": [] }), "lists"),
         (json!({ "email": "a@example.com" }), "lists"),
-        (
-            json!({ "email": "a@example.com", "lists": ["cardiology"] }),
-            "lists",
-        ),
-        (
-            json!({ "email": "a@example.com", "lists": "orthopedic" }),
-            "lists",
-        ),
+        (json!({ "email": "a@example.com", "lists": ["cardiology"] }), "lists"),
+        (json!({ "email": "a@example.com", "lists": "orthopedic" }), "lists"),
     ];
     for (body, field) in cases {
         let res = app.post_json("/subscriptions", &body).await;
@@ -205,17 +132,9 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(malformed.status(), 400);
-    assert!(
-        malformed.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .contains("JSON")
-    );
+    assert!(malformed.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("JSON"));
 
-    let huge = format!(
-        "{{\"email\": \"a@example.com\", \"name\": \"{}\"}}",
-        "x".repeat(70 * 1024)
-    );
+    let huge = format!("{{\"email\": \"a@example.com\", \"name\": \"{}\"}}", "x".repeat(70 * 1024));
     let res = app
         .client
         .post(app.url("/subscriptions"))
@@ -225,20 +144,9 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
-    assert!(
-        res.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .contains("64 KiB")
-    );
+    assert!(res.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("64 KiB"));
 
-    let res = app
-        .client
-        .post(app.url("/subscriptions"))
-        .body("email=a@example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.post(app.url("/subscriptions")).body("email=a@example.com").send().await.unwrap();
     assert_eq!(res.status(), 415);
 
     let bad_utf8 = app
@@ -252,12 +160,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
     assert_eq!(bad_utf8.status(), 400);
 
     // A form with a mistake comes back with the message and what was typed.
-    let res = app
-        .post_form(
-            "/subscriptions",
-            &[("email", "bad@"), ("name", "Zoë"), ("lists", "orthopedic")],
-        )
-        .await;
+    let res = app.post_form("/subscriptions", &[("email", "bad@"), ("name", "Zoë"), ("lists", "orthopedic")]).await;
     assert_eq!(res.status(), 400);
     let page = res.text().await.unwrap();
     assert!(page.contains("role=\"alert\""), "{page}");
@@ -274,12 +177,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
 async fn confirmation_mails_are_capped_per_day(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for _ in 0..6 {
-        assert_eq!(
-            app.signup("eager@example.com", &["orthopedic"])
-                .await
-                .status(),
-            202
-        );
+        assert_eq!(app.signup("eager@example.com", &["orthopedic"]).await.status(), 202);
     }
     app.smtp.wait_for(3, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -290,12 +188,7 @@ async fn confirmation_mails_are_capped_per_day(backend: Backend) {
     let links: Vec<_> = mails.iter().map(|m| m.link(CONFIRM)).collect();
     assert_ne!(links[0], links[2]);
     let token = links[2].strip_prefix(CONFIRM).unwrap();
-    assert_eq!(
-        app.post_form("/subscriptions/confirm", &[("token", token)])
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.post_form("/subscriptions/confirm", &[("token", token)]).await.status(), 200);
     assert_eq!(app.counts().await["orthopedic"], (0, 1, 0));
 }
 
@@ -321,40 +214,23 @@ async fn expired_and_forged_tokens_are_refused(backend: Backend) {
     let last = forged.len() - 1;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).unwrap();
-    let res = app
-        .post_form("/subscriptions/confirm", &[("token", &forged)])
-        .await;
+    let res = app.post_form("/subscriptions/confirm", &[("token", &forged)]).await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("Sign up again"));
-    let res = app
-        .get(&format!("/subscriptions/confirm?token={forged}"))
-        .await;
+    let res = app.get(&format!("/subscriptions/confirm?token={forged}")).await;
     assert_eq!(res.status(), 400);
-    let never_issued =
-        Signer::new(common::SECRET_KEY.as_bytes()).sign(TokenKind::Confirm, &Signer::new_id());
-    let res = app
-        .post_form("/subscriptions/confirm", &[("token", &never_issued)])
-        .await;
+    let never_issued = Signer::new(common::SECRET_KEY.as_bytes()).sign(TokenKind::Confirm, &Signer::new_id());
+    let res = app.post_form("/subscriptions/confirm", &[("token", &never_issued)]).await;
     assert_eq!(res.status(), 404);
     // An unsubscribe token is no confirmation token.
     let unsubscribe = mail.header("List-Unsubscribe").unwrap();
-    let unsubscribe_token = unsubscribe
-        .trim_matches(['<', '>'])
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post_form("/subscriptions/confirm", &[("token", &unsubscribe_token)])
-        .await;
+    let unsubscribe_token = unsubscribe.trim_matches(['<', '>']).rsplit('/').next().unwrap().to_owned();
+    let res = app.post_form("/subscriptions/confirm", &[("token", &unsubscribe_token)]).await;
     assert_eq!(res.status(), 400);
 
     // Expired: the token is 49 hours old.
-    app.db
-        .execute("UPDATE confirmation_tokens SET expires_at = created_at");
-    let res = app
-        .post_form("/subscriptions/confirm", &[("token", &token)])
-        .await;
+    app.db.execute("UPDATE confirmation_tokens SET expires_at = created_at");
+    let res = app.post_form("/subscriptions/confirm", &[("token", &token)]).await;
     assert_eq!(res.status(), 410);
     assert!(res.text().await.unwrap().contains("expired"));
     assert_eq!(app.counts().await["orthopedic"], (1, 0, 0));
@@ -362,32 +238,19 @@ async fn expired_and_forged_tokens_are_refused(backend: Backend) {
 
 async fn one_click_unsubscribe_by_post_body(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let multipart = app
-        .subscribe_confirmed("multi@example.com", &["orthopedic"])
-        .await;
-    let urlencoded = app
-        .subscribe_confirmed("plain@example.com", &["orthopedic"])
-        .await;
+    let multipart = app.subscribe_confirmed("multi@example.com", &["orthopedic"]).await;
+    let urlencoded = app.subscribe_confirmed("plain@example.com", &["orthopedic"]).await;
     assert_eq!(app.counts().await["orthopedic"], (0, 2, 0));
 
-    let url = |m: &common::Received| {
-        m.header("List-Unsubscribe")
-            .unwrap()
-            .trim_matches(['<', '>'])
-            .to_owned()
-    };
+    let url = |m: &common::Received| m.header("List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
     // A GET (a link scanner) changes nothing.
-    let page = app
-        .client
-        .get(app.local(&url(&multipart)))
-        .send()
-        .await
-        .unwrap();
+    let page = app.client.get(app.local(&url(&multipart))).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(app.counts().await["orthopedic"], (0, 2, 0));
 
     // RFC 8058 as multipart/form-data, no cookie, no credentials.
-    let body = "--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b0undary--\r\n";
+    let body =
+        "--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b0undary--\r\n";
     let res = app
         .client
         .post(app.local(&url(&multipart)))
@@ -411,51 +274,21 @@ async fn one_click_unsubscribe_by_post_body(backend: Backend) {
     // Unsubscribed readers are not counted as confirmed.
     assert_eq!(app.counts().await["orthopedic"], (0, 0, 2));
     // Twice is harmless, and a forged link is refused.
-    let res = app
-        .client
-        .post(app.local(&url(&urlencoded)))
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.post(app.local(&url(&urlencoded))).body("List-Unsubscribe=One-Click").send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let res = app
-        .client
-        .post(app.url("/unsubscribe/AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA"))
-        .send()
-        .await
-        .unwrap();
+    let res =
+        app.client.post(app.url("/unsubscribe/AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(app.counts().await["orthopedic"], (0, 0, 2));
 }
 
 async fn unsubscribe_page_can_leave_every_list(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mail = app
-        .subscribe_confirmed("both@example.com", &["orthopedic", "social-media"])
-        .await;
-    let url = app.local(
-        mail.header("List-Unsubscribe")
-            .unwrap()
-            .trim_matches(['<', '>']),
-    );
-    let page = app
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let mail = app.subscribe_confirmed("both@example.com", &["orthopedic", "social-media"]).await;
+    let url = app.local(mail.header("List-Unsubscribe").unwrap().trim_matches(['<', '>']));
+    let page = app.client.get(&url).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Also leave"), "{page}");
-    let res = app
-        .client
-        .post(&url)
-        .form(&[("all", "yes")])
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.post(&url).form(&[("all", "yes")]).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let counts = app.counts().await;
     assert_eq!(counts["orthopedic"], (0, 0, 1));
@@ -469,35 +302,23 @@ async fn smtp_down_at_signup_then_up_delivers(backend: Backend) {
     // Nothing listens on `port` yet: start a server elsewhere for the harness.
     let app = TestApp::spawn_on(settings, SmtpServer::start().await, db).await;
     for i in 0..3 {
-        let res = app
-            .signup(&format!("patient{i}@example.com"), &["orthopedic"])
-            .await;
+        let res = app.signup(&format!("patient{i}@example.com"), &["orthopedic"]).await;
         assert_eq!(res.status(), 202, "signups keep working while SMTP is down");
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        app.db
-            .count("outbox WHERE status = 'pending' AND attempts > 0"),
-        3
-    );
+    assert_eq!(app.db.count("outbox WHERE status = 'pending' AND attempts > 0"), 3);
 
     let late = SmtpServer::start_on(port).await;
     let got = late.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 3);
-    wait_until(Duration::from_secs(5), || {
-        (app.db.count("outbox WHERE status = 'sent'") == 3).then_some(())
-    })
-    .await;
+    wait_until(Duration::from_secs(5), || (app.db.count("outbox WHERE status = 'sent'") == 3).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(late.received().len(), 3, "each mail once");
 
     // A server answering 451 then 250: retried, delivered once.
     late.script(&[Reply::TempFail, Reply::TempFail]);
     app.signup("retry@example.com", &["orthopedic"]).await;
-    wait_until(Duration::from_secs(10), || {
-        (late.to("retry@example.com").len() == 1).then_some(())
-    })
-    .await;
+    wait_until(Duration::from_secs(10), || (late.to("retry@example.com").len() == 1).then_some(())).await;
     assert_eq!(late.attempts(), 6);
 }
 
@@ -538,21 +359,9 @@ async fn admin_needs_the_token(backend: Backend) {
     let res = app.get("/admin/lists").await;
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    let res = app
-        .client
-        .get(app.url("/admin/lists"))
-        .bearer_auth("wrong-token-wrong-token")
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/admin/lists")).bearer_auth("wrong-token-wrong-token").send().await.unwrap();
     assert_eq!(res.status(), 401);
-    let res = app
-        .client
-        .get(app.url("/admin/lists"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let res = app.client.get(app.url("/admin/lists")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let lists: Value = res.json().await.unwrap();
     assert_eq!(
@@ -566,13 +375,7 @@ async fn admin_needs_the_token(backend: Backend) {
 
     // Without a configured token nobody gets in.
     let closed = TestApp::spawn_with(backend, |s| s.admin_token = None).await;
-    let res = closed
-        .client
-        .get(closed.url("/admin/lists"))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let res = closed.client.get(closed.url("/admin/lists")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(res.status(), 401);
 }
 
@@ -589,8 +392,7 @@ async fn consent_evidence_is_recorded(backend: Backend) {
     assert_eq!(res.status(), 202);
     let mail = &app.smtp.wait_for(1, Duration::from_secs(10)).await[0];
     let token = mail.link(CONFIRM).strip_prefix(CONFIRM).unwrap().to_owned();
-    app.post_form("/subscriptions/confirm", &[("token", &token)])
-        .await;
+    app.post_form("/subscriptions/confirm", &[("token", &token)]).await;
     assert_eq!(
         app.db.count(
             "consent_events WHERE kind = 'signup' AND source = 'api' AND ip = '127.0.0.1' \
@@ -598,13 +400,6 @@ async fn consent_evidence_is_recorded(backend: Backend) {
         ),
         1
     );
-    assert_eq!(
-        app.db
-            .count("consent_events WHERE kind = 'confirm' AND source = 'link'"),
-        1
-    );
-    assert_eq!(
-        app.db.count("subscriptions WHERE confirmed_at IS NOT NULL"),
-        1
-    );
+    assert_eq!(app.db.count("consent_events WHERE kind = 'confirm' AND source = 'link'"), 1);
+    assert_eq!(app.db.count("subscriptions WHERE confirmed_at IS NOT NULL"), 1);
 }

@@ -1,9 +1,13 @@
 //! Background senders: claim work from the store, render, send, record.
 //! Retry policy lives here and nowhere else.
 
+mod digest;
 mod outbox;
+mod rate;
 
+pub use digest::DigestSender;
 pub use outbox::OutboxSender;
+pub use rate::RateLimiter;
 
 use std::time::Duration;
 
@@ -20,23 +24,14 @@ pub enum Verdict {
     Failed(String),
 }
 
-pub fn verdict(
-    settings: &Settings,
-    attempts_before: u32,
-    result: Result<(), SendError>,
-) -> Verdict {
+pub fn verdict(settings: &Settings, attempts_before: u32, result: Result<(), SendError>) -> Verdict {
     match result {
         Ok(()) => Verdict::Sent,
         Err(SendError::Permanent(e)) => Verdict::Failed(e),
         Err(SendError::Transient(e)) if attempts_before + 1 >= settings.send_max_attempts => {
-            Verdict::Failed(format!(
-                "gave up after {} attempts: {e}",
-                attempts_before + 1
-            ))
+            Verdict::Failed(format!("gave up after {} attempts: {e}", attempts_before + 1))
         }
-        Err(SendError::Transient(e)) => {
-            Verdict::RetryAfter(settings.retry_delay(attempts_before + 1), e)
-        }
+        Err(SendError::Transient(e)) => Verdict::RetryAfter(settings.retry_delay(attempts_before + 1), e),
     }
 }
 
@@ -53,19 +48,10 @@ mod tests {
     fn retries_transient_until_the_cap() {
         let s = Settings::from_toml_str("send_max_attempts = 3\nretry_base_ms = 10").unwrap();
         let t = || Err(SendError::Transient("451".into()));
-        assert_eq!(
-            verdict(&s, 0, t()),
-            Verdict::RetryAfter(Duration::from_millis(10), "451".into())
-        );
-        assert_eq!(
-            verdict(&s, 1, t()),
-            Verdict::RetryAfter(Duration::from_millis(20), "451".into())
-        );
+        assert_eq!(verdict(&s, 0, t()), Verdict::RetryAfter(Duration::from_millis(10), "451".into()));
+        assert_eq!(verdict(&s, 1, t()), Verdict::RetryAfter(Duration::from_millis(20), "451".into()));
         assert!(matches!(verdict(&s, 2, t()), Verdict::Failed(_)));
-        assert!(matches!(
-            verdict(&s, 0, Err(SendError::Permanent("550".into()))),
-            Verdict::Failed(_)
-        ));
+        assert!(matches!(verdict(&s, 0, Err(SendError::Permanent("550".into()))), Verdict::Failed(_)));
         assert_eq!(verdict(&s, 0, Ok(())), Verdict::Sent);
     }
 }

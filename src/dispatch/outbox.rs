@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::{Verdict, after, verdict};
+use super::{RateLimiter, Verdict, after, verdict};
 use crate::config::Settings;
 use crate::mail::{Mailer, Messages};
 use crate::store::Store;
@@ -21,6 +21,7 @@ pub struct OutboxSender {
     mailer: Arc<Mailer>,
     messages: Arc<Messages>,
     settings: Arc<Settings>,
+    rate: Arc<RateLimiter>,
     wake: Arc<Notify>,
 }
 
@@ -30,15 +31,10 @@ impl OutboxSender {
         mailer: Arc<Mailer>,
         messages: Arc<Messages>,
         settings: Arc<Settings>,
+        rate: Arc<RateLimiter>,
         wake: Arc<Notify>,
     ) -> Self {
-        Self {
-            store,
-            mailer,
-            messages,
-            settings,
-            wake,
-        }
+        Self { store, mailer, messages, settings, rate, wake }
     }
 
     /// A claim is a lease long enough for a whole batch to time out in turn;
@@ -81,13 +77,7 @@ impl OutboxSender {
         let message = match &job.confirmation {
             Some(confirmation) => self.messages.confirmation(&job.email, confirmation),
             None => {
-                self.record(
-                    job.id,
-                    OutboxResult::Failed {
-                        error: "unknown outbox kind".into(),
-                    },
-                )
-                .await;
+                self.record(job.id, OutboxResult::Failed { error: "unknown outbox kind".into() }).await;
                 return;
             }
         };
@@ -95,16 +85,11 @@ impl OutboxSender {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build outbox mail");
-                self.record(
-                    job.id,
-                    OutboxResult::Failed {
-                        error: e.to_string(),
-                    },
-                )
-                .await;
+                self.record(job.id, OutboxResult::Failed { error: e.to_string() }).await;
                 return;
             }
         };
+        self.rate.acquire().await;
         let result = self.mailer.send(&message).await;
         if self.mailer.is_file() {
             if let Some(c) = &job.confirmation {
@@ -120,10 +105,7 @@ impl OutboxSender {
             }
             Verdict::RetryAfter(delay, error) => {
                 tracing::warn!(%error, retry_in = ?delay, "confirmation not sent; will retry");
-                OutboxResult::Retry {
-                    at: after(delay),
-                    error,
-                }
+                OutboxResult::Retry { at: after(delay), error }
             }
             Verdict::Failed(error) => {
                 tracing::error!(%error, "confirmation failed for good");

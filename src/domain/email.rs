@@ -115,12 +115,7 @@ mod tests {
         let long = format!("{}@example.com", "a".repeat(250));
         assert_eq!(EmailAddress::parse(&long), Err(EmailError::TooLong));
         let local = "a".repeat(64);
-        let domain = format!(
-            "{}.{}.{}.com",
-            "b".repeat(60),
-            "c".repeat(60),
-            "d".repeat(60)
-        );
+        let domain = format!("{}.{}.{}.com", "b".repeat(60), "c".repeat(60), "d".repeat(60));
         let ok = format!("{local}@{domain}");
         assert!(ok.len() <= 254);
         assert!(EmailAddress::parse(&ok).is_ok());

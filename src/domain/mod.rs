@@ -3,11 +3,15 @@
 
 mod email;
 mod name;
+mod post;
 mod slug;
 mod token;
 
 pub use email::{EmailAddress, EmailError};
 pub use name::{NameError, SubscriberName};
+pub use post::{
+    MAX_SUMMARY, NewPost, PostError, PostTitle, PostUrl, digest_subject, parse_published_at, plain_text, truncate,
+};
 pub use slug::{ListSlug, SlugError};
 pub use token::{Signer, TokenError, TokenKind, redact as redact_token};
 

@@ -60,16 +60,10 @@ mod tests {
     #[test]
     fn refuses_long_and_control() {
         let long = "é".repeat(101);
-        assert_eq!(
-            SubscriberName::parse_optional(Some(&long)),
-            Err(NameError::TooLong)
-        );
+        assert_eq!(SubscriberName::parse_optional(Some(&long)), Err(NameError::TooLong));
         assert!(SubscriberName::parse_optional(Some(&"é".repeat(100))).is_ok());
         for bad in ["a\r\nb", "a\nb", "a\u{0}b", "a\u{7f}b", "tab\there"] {
-            assert_eq!(
-                SubscriberName::parse_optional(Some(bad)),
-                Err(NameError::ControlCharacters)
-            );
+            assert_eq!(SubscriberName::parse_optional(Some(bad)), Err(NameError::ControlCharacters));
         }
     }
 }

@@ -12,16 +12,10 @@ pub struct SlugError;
 impl ListSlug {
     pub fn parse(input: &str) -> Result<Self, SlugError> {
         let ok = (1..=64).contains(&input.len())
-            && input
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && input.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !input.starts_with('-')
             && !input.ends_with('-');
-        if ok {
-            Ok(Self(input.to_owned()))
-        } else {
-            Err(SlugError)
-        }
+        if ok { Ok(Self(input.to_owned())) } else { Err(SlugError) }
     }
 
     pub fn as_str(&self) -> &str {

@@ -1,42 +1,184 @@
-//! The author's API under `/admin`, behind a bearer token.
+//! The author's API under `/admin`, behind a bearer token: lists, posts,
+//! feeds and digests.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::body;
 use super::error::ApiError;
+use crate::author::{self, PostInput, Preview, PreviewError};
+use crate::domain::ListSlug;
+use crate::feed::{self, FeedError};
+use crate::store::digests::TriggerOutcome;
+use crate::store::posts::{ListsMode, Upsert};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/lists", web::get().to(lists));
+    cfg.route("/admin/lists", web::get().to(lists))
+        .route("/admin/posts", web::post().to(add_post))
+        .route("/admin/posts", web::get().to(posts))
+        .route("/admin/posts/pull", web::post().to(pull))
+        .route("/admin/digests", web::post().to(trigger))
+        .route("/admin/digests", web::get().to(digests))
+        .route("/admin/digests/preview", web::get().to(preview))
+        .route("/admin/digests/{id}", web::get().to(digest));
 }
 
 /// Checks `Authorization: Bearer …` against the configured token. Hashing
 /// both sides first makes the comparison constant-time whatever the lengths.
 /// With no token configured, nobody gets in.
 pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let expected = state
-        .settings
-        .admin_token
-        .as_deref()
-        .ok_or(ApiError::Unauthorized)?;
+    let expected = state.settings.admin_token.as_deref().ok_or(ApiError::Unauthorized)?;
     let given = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    let same: bool = Sha256::digest(given.trim().as_bytes())
-        .ct_eq(&Sha256::digest(expected.as_bytes()))
-        .into();
-    if same {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    let same: bool = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into();
+    if same { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
 async fn lists(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     Ok(HttpResponse::Ok().json(state.store.list_counts().await?))
+}
+
+/// A configured list, or a 400 naming the field.
+fn known_list(state: &AppState, field: &'static str, slug: &str) -> Result<ListSlug, ApiError> {
+    Ok(author::known_list(&state.settings, field, slug)?)
+}
+
+/// `POST /admin/posts`: 201 with a new id; the same URL again updates that
+/// post and answers 200 with its id.
+async fn add_post(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let input: PostInput = body::json(&req, payload).await?;
+    let post = author::parse_post(&input, &state.settings)?;
+    let outcome = state.store.upsert_posts(vec![post], ListsMode::Replace).await?;
+    Ok(match outcome.first() {
+        Some(Upsert::Created(id)) => HttpResponse::Created().json(json!({ "id": id })),
+        Some(Upsert::Updated(id) | Upsert::Unchanged(id)) => HttpResponse::Ok().json(json!({ "id": id })),
+        None => return Err(ApiError::Internal),
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    list: Option<String>,
+}
+
+async fn posts(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let list = query.list.as_deref().map(|s| known_list(&state, "list", s)).transpose()?;
+    let posts = state.store.posts(list.map(|l| l.to_string()), 1000).await?;
+    Ok(HttpResponse::Ok().json(posts))
+}
+
+/// `POST /admin/posts/pull[?list=SLUG]`: fetches the configured feeds.
+async fn pull(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let list = query.list.as_deref().map(|s| known_list(&state, "list", s)).transpose()?;
+    match feed::pull(&state.store, &state.settings, list.as_ref().map(ListSlug::as_str)).await {
+        Ok(reports) => Ok(HttpResponse::Ok().json(reports)),
+        Err(FeedError::Store(e)) => Err(e.into()),
+        Err(e @ (FeedError::NoFeed(_) | FeedError::UnknownList(_))) => Err(ApiError::Conflict(e.to_string())),
+        Err(e) => {
+            tracing::warn!(error = %e, "feed pull failed");
+            Ok(HttpResponse::BadGateway().json(json!({ "error": e.to_string() })))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TriggerBody {
+    list: String,
+    subject: Option<String>,
+}
+
+/// `POST /admin/digests`: a digest of the list's new posts to every
+/// confirmed reader. With an `Idempotency-Key`, a retry gets the first answer.
+async fn trigger(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let body: TriggerBody = body::json(&req, payload).await?;
+    let list = known_list(&state, "list", &body.list)?;
+    let subject = body.subject.as_deref().map(author::parse_subject).transpose()?;
+    let key = idempotency_key(&req)?;
+    match state.store.trigger_digest(list, subject, key).await? {
+        TriggerOutcome::Created(summary) => {
+            tracing::info!(digest = summary.id, recipients = summary.recipients, "digest queued");
+            state.digest_wake.notify_one();
+            Ok(HttpResponse::Accepted().json(summary))
+        }
+        TriggerOutcome::Replayed(summary) => Ok(HttpResponse::Accepted().json(summary)),
+        TriggerOutcome::NoNewPosts => Err(ApiError::Conflict(
+            "no new posts in this list since its last digest: add posts or pull the feed first".into(),
+        )),
+        TriggerOutcome::UnknownList => Err(ApiError::invalid("list", "there is no such list")),
+        TriggerOutcome::KeyReused => {
+            Err(ApiError::Conflict("this Idempotency-Key was already used for a digest of another list".into()))
+        }
+    }
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else { return Ok(None) };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid("Idempotency-Key", "use 1-200 visible ASCII characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+async fn digests(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.store.digest_statuses(100).await?))
+}
+
+async fn digest(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound("no digest with that id".into()))?;
+    match state.store.digest_status(id).await? {
+        Some(status) => Ok(HttpResponse::Ok().json(status)),
+        None => Err(ApiError::NotFound("no digest with that id".into())),
+    }
+}
+
+/// `GET /admin/digests/preview?list=SLUG`: the HTML a reader would get now.
+async fn preview(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
+    let list = known_list(&state, "list", slug)?;
+    match author::preview(&state.store, &state.messages, list).await {
+        Ok(Preview::Html(html)) => Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)),
+        Ok(Preview::NoNewPosts) => Err(ApiError::Conflict("no new posts in this list since its last digest".into())),
+        Err(PreviewError::Store(e)) => Err(e.into()),
+        Err(PreviewError::Render(e)) => {
+            tracing::error!(error = %e, "preview failed");
+            Err(ApiError::Internal)
+        }
+    }
 }

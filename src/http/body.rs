@@ -33,17 +33,8 @@ pub enum Kind {
 }
 
 pub fn kind(req: &HttpRequest) -> Kind {
-    let ct = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Kind::Json,
         "application/x-www-form-urlencoded" => Kind::Form,
@@ -54,7 +45,26 @@ pub fn kind(req: &HttpRequest) -> Kind {
 
 /// Every `key=value` pair of a urlencoded body, repeated keys kept in order.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// A JSON body into `T`, with a 400 that says what is wrong and where.
+pub async fn json<T: serde::de::DeserializeOwned>(req: &HttpRequest, payload: Payload) -> Result<T, ApiError> {
+    if kind(req) != Kind::Json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = read(payload).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let field = match e.classify() {
+            serde_json::error::Category::Data => field_of(&e.to_string()).unwrap_or("body"),
+            _ => "body",
+        };
+        ApiError::invalid(field, format!("the body is not the JSON expected: {e}"))
+    })
+}
+
+/// serde names a missing field as "missing field `x`"; the answer should too.
+fn field_of(message: &str) -> Option<&'static str> {
+    const FIELDS: &[&str] = &["title", "url", "summary", "published_at", "lists", "list", "subject", "email", "name"];
+    FIELDS.iter().copied().find(|f| message.contains(&format!("`{f}`")))
 }

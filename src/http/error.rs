@@ -10,10 +10,7 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("the request body is larger than {0} KiB")]
     TooLarge(usize),
     #[error("send application/json or application/x-www-form-urlencoded")]
@@ -32,10 +29,13 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: &'static str, message: impl ToString) -> Self {
-        Self::Invalid {
-            field,
-            message: message.to_string(),
-        }
+        Self::Invalid { field, message: message.to_string() }
+    }
+}
+
+impl From<crate::author::FieldError> for ApiError {
+    fn from(e: crate::author::FieldError) -> Self {
+        Self::Invalid { field: e.field, message: e.message }
     }
 }
 

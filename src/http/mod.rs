@@ -25,6 +25,7 @@ pub use pages::Pages;
 
 use crate::config::Settings;
 use crate::domain::Signer;
+use crate::mail::Messages;
 use crate::store::Store;
 use crate::store::subscriptions::Evidence;
 
@@ -34,15 +35,15 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub signer: Signer,
     pub pages: Pages,
-    /// Wakes the outbox sender when a request has queued mail.
+    pub messages: Arc<Messages>,
+    /// Wake the senders when a request has queued mail.
     pub outbox_wake: Arc<Notify>,
+    pub digest_wake: Arc<Notify>,
 }
 
 /// Registers every route, the middleware and the fallbacks.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(public::routes)
-        .configure(unsubscribe::routes)
-        .configure(admin::routes);
+    cfg.configure(public::routes).configure(unsubscribe::routes).configure(admin::routes);
 }
 
 pub fn security_headers() -> DefaultHeaders {
@@ -69,28 +70,17 @@ pub async fn request_span(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     span.in_scope(|| {
-        tracing::debug!(
-            status,
-            micros = started.elapsed().as_micros() as u64,
-            "answered"
-        );
+        tracing::debug!(status, micros = started.elapsed().as_micros() as u64, "answered");
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-request-id"),
-            value,
-        );
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
 }
 
 /// 404 for any unknown route: a page for browsers, JSON for the rest.
 pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let wants_html = req
-        .headers()
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    let wants_html = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
     if wants_html {
         state.pages.message(
             StatusCode::NOT_FOUND,

@@ -35,18 +35,14 @@ impl Pages {
             ("confirm", include_str!("pages/confirm.hbs")),
             ("unsubscribe", include_str!("pages/unsubscribe.hbs")),
         ] {
-            registry
-                .register_template_string(name, src)
-                .map_err(Box::new)?;
+            registry.register_template_string(name, src).map_err(Box::new)?;
         }
         Ok(Self { registry })
     }
 
     fn page(&self, status: StatusCode, template: &str, data: &serde_json::Value) -> HttpResponse {
         match self.registry.render(template, data) {
-            Ok(body) => HttpResponse::build(status)
-                .content_type("text/html; charset=utf-8")
-                .body(body),
+            Ok(body) => HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body),
             Err(e) => {
                 tracing::error!(error = %e, template, "page rendering failed");
                 HttpResponse::InternalServerError()
@@ -56,12 +52,7 @@ impl Pages {
         }
     }
 
-    pub fn signup(
-        &self,
-        status: StatusCode,
-        lists: &[ListSettings],
-        form: &SignupForm,
-    ) -> HttpResponse {
+    pub fn signup(&self, status: StatusCode, lists: &[ListSettings], form: &SignupForm) -> HttpResponse {
         let lists: Vec<_> = lists
             .iter()
             .map(|l| {
@@ -102,20 +93,10 @@ impl Pages {
     }
 
     pub fn confirm(&self, token: &str) -> HttpResponse {
-        self.page(
-            StatusCode::OK,
-            "confirm",
-            &json!({ "title": "Confirm your subscription", "token": token }),
-        )
+        self.page(StatusCode::OK, "confirm", &json!({ "title": "Confirm your subscription", "token": token }))
     }
 
-    pub fn unsubscribe(
-        &self,
-        action: &str,
-        list_name: &str,
-        already: bool,
-        other_lists: &[String],
-    ) -> HttpResponse {
+    pub fn unsubscribe(&self, action: &str, list_name: &str, already: bool, other_lists: &[String]) -> HttpResponse {
         let data = json!({
             "title": format!("Unsubscribe from {list_name}"),
             "action": action,
@@ -135,22 +116,13 @@ mod tests {
     fn every_page_renders() {
         let pages = Pages::new().unwrap();
         let lists = crate::config::Settings::default().lists;
-        let form = SignupForm {
-            email: "<x>".into(),
-            error: Some("bad".into()),
-            ..Default::default()
-        };
+        let form = SignupForm { email: "<x>".into(), error: Some("bad".into()), ..Default::default() };
         for r in [
             pages.signup(StatusCode::OK, &lists, &form),
             pages.message(StatusCode::OK, "t", &["p"], Some(("/", "home"))),
             pages.message(StatusCode::OK, "t", &[], None),
             pages.confirm("tok"),
-            pages.unsubscribe(
-                "/unsubscribe/x",
-                "Orthopedic",
-                false,
-                &["A".into(), "B".into()],
-            ),
+            pages.unsubscribe("/unsubscribe/x", "Orthopedic", false, &["A".into(), "B".into()]),
             pages.unsubscribe("/unsubscribe/x", "Orthopedic", true, &[]),
         ] {
             assert_eq!(r.status(), StatusCode::OK);

@@ -9,9 +9,7 @@ use super::body::{self, Kind};
 use super::error::ApiError;
 use super::pages::SignupForm;
 use super::{AppState, evidence};
-use crate::domain::{
-    EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token,
-};
+use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
 use crate::store::subscriptions::{ConfirmOutcome, SignupRequest};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,11 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
-    state.pages.signup(
-        StatusCode::OK,
-        &state.settings.lists,
-        &SignupForm::default(),
-    )
+    state.pages.signup(StatusCode::OK, &state.settings.lists, &SignupForm::default())
 }
 
 /// A signup as it arrives, before any of it is trusted.
@@ -75,34 +69,20 @@ struct ValidSignup {
 }
 
 fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> {
-    let email = EmailAddress::parse(raw.email.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid("email", e))?;
-    let name = SubscriberName::parse_optional(raw.name.as_deref())
-        .map_err(|e| ApiError::invalid("name", e))?;
+    let email = EmailAddress::parse(raw.email.as_deref().unwrap_or("")).map_err(|e| ApiError::invalid("email", e))?;
+    let name = SubscriberName::parse_optional(raw.name.as_deref()).map_err(|e| ApiError::invalid("name", e))?;
     if raw.lists.is_empty() {
         return Err(ApiError::invalid("lists", "choose at least one newsletter"));
     }
     let mut lists = Vec::new();
     for wanted in &raw.lists {
-        let known = state
-            .settings
-            .lists
-            .iter()
-            .find(|l| l.slug.as_str() == wanted);
+        let known = state.settings.lists.iter().find(|l| l.slug.as_str() == wanted);
         let Some(list) = known else {
-            let offered: Vec<_> = state
-                .settings
-                .lists
-                .iter()
-                .map(|l| l.slug.as_str())
-                .collect();
+            let offered: Vec<_> = state.settings.lists.iter().map(|l| l.slug.as_str()).collect();
             let shown: String = wanted.chars().take(64).collect();
             return Err(ApiError::invalid(
                 "lists",
-                format!(
-                    "there is no newsletter called {shown:?}; choose from {}",
-                    offered.join(", ")
-                ),
+                format!("there is no newsletter called {shown:?}; choose from {}", offered.join(", ")),
             ));
         };
         if !lists.contains(&list.slug) {
@@ -154,9 +134,7 @@ async fn subscribe(
                 error: Some(message),
                 error_email: field == "email",
             };
-            return Ok(state
-                .pages
-                .signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
+            return Ok(state.pages.signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
         }
         (Err(e), _) => return Err(e),
     };
@@ -197,12 +175,7 @@ async fn confirm_page(query: web::Query<TokenQuery>, state: web::Data<AppState>)
     let token = query.token.as_deref().unwrap_or("");
     match state.signer.verify(TokenKind::Confirm, token) {
         Ok(_) => state.pages.confirm(token.trim()),
-        Err(e) => invalid_link(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "This confirmation link does not work",
-            &e.to_string(),
-        ),
+        Err(e) => invalid_link(&state, StatusCode::BAD_REQUEST, "This confirmation link does not work", &e.to_string()),
     }
 }
 
@@ -213,11 +186,7 @@ async fn confirm(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body::read(payload).await?;
-    let token = body::form_pairs(&body)
-        .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let token = body::form_pairs(&body).into_iter().find(|(k, _)| k == "token").map(|(_, v)| v).unwrap_or_default();
     let id = match state.signer.verify(TokenKind::Confirm, &token) {
         Ok(id) => id,
         Err(e) => {
@@ -229,10 +198,7 @@ async fn confirm(
             ));
         }
     };
-    let outcome = state
-        .store
-        .confirm(id, evidence(&req, &state, "link"))
-        .await?;
+    let outcome = state.store.confirm(id, evidence(&req, &state, "link")).await?;
     tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
     Ok(match outcome {
         ConfirmOutcome::Confirmed { lists } | ConfirmOutcome::AlreadyConfirmed { lists } => {
@@ -264,8 +230,7 @@ async fn confirm(
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok()
-            .json(json!({ "status": "ok", "database": state.store.backend_name() })),
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": state.store.backend_name() })),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             HttpResponse::ServiceUnavailable()

@@ -10,8 +10,7 @@ use super::{AppState, evidence};
 use crate::domain::TokenKind;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/unsubscribe/{token}", web::get().to(page))
-        .route("/unsubscribe/{token}", web::post().to(unsubscribe));
+    cfg.route("/unsubscribe/{token}", web::get().to(page)).route("/unsubscribe/{token}", web::post().to(unsubscribe));
 }
 
 fn unknown_link(state: &AppState) -> HttpResponse {
@@ -36,12 +35,7 @@ async fn page(
         return Ok(unknown_link(&state));
     };
     let already = target.status == crate::domain::SubscriptionStatus::Unsubscribed;
-    Ok(state.pages.unsubscribe(
-        req.path(),
-        &target.list_name,
-        already,
-        &target.other_active_lists,
-    ))
+    Ok(state.pages.unsubscribe(req.path(), &target.list_name, already, &target.other_active_lists))
 }
 
 /// Accepts any body: RFC 8058 clients send `List-Unsubscribe=One-Click` as
@@ -57,21 +51,11 @@ async fn unsubscribe(
     let Ok(id) = state.signer.verify(TokenKind::Unsubscribe, &token) else {
         return Ok(unknown_link(&state));
     };
-    let pairs = if body::kind(&req) == Kind::Form {
-        body::form_pairs(&body)
-    } else {
-        Vec::new()
-    };
-    let all = pairs
-        .iter()
-        .any(|(k, v)| k == "all" && matches!(v.as_str(), "yes" | "on" | "true"));
+    let pairs = if body::kind(&req) == Kind::Form { body::form_pairs(&body) } else { Vec::new() };
+    let all = pairs.iter().any(|(k, v)| k == "all" && matches!(v.as_str(), "yes" | "on" | "true"));
     let one_click = body.windows(26).any(|w| w == b"List-Unsubscribe=One-Click");
     let source = if one_click { "one-click" } else { "page" };
-    let Some(left) = state
-        .store
-        .unsubscribe(id, all, evidence(&req, &state, source))
-        .await?
-    else {
+    let Some(left) = state.store.unsubscribe(id, all, evidence(&req, &state, source)).await? else {
         return Ok(unknown_link(&state));
     };
     tracing::info!(source, lists = left.len(), "unsubscribed");

@@ -43,11 +43,7 @@ pub struct Composer {
 /// CR or LF in a header value would start a new header: refuse it outright
 /// rather than trust any encoder downstream.
 fn header_safe(value: &str, what: &'static str) -> Result<(), ComposeError> {
-    if value.contains(['\r', '\n']) {
-        Err(ComposeError::HeaderInjection(what))
-    } else {
-        Ok(())
-    }
+    if value.contains(['\r', '\n']) { Err(ComposeError::HeaderInjection(what)) } else { Ok(()) }
 }
 
 impl Composer {
@@ -76,37 +72,17 @@ impl Composer {
         if let Some(list) = list {
             header_safe(list.unsubscribe_url, "unsubscribe URL")?;
             header_safe(list.name, "list name")?;
-            let raw = |name: &'static str, value: String| {
-                HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-            };
-            let label: String = list
-                .name
-                .chars()
-                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '.'))
-                .collect();
+            let raw = |name: &'static str, value: String| HeaderValue::new(HeaderName::new_from_ascii_str(name), value);
+            let label: String =
+                list.name.chars().filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '.')).collect();
             builder = builder
-                .raw_header(raw(
-                    "List-Id",
-                    format!("{label} <{}.{}>", list.slug, self.domain),
-                ))
-                .raw_header(raw(
-                    "List-Unsubscribe",
-                    format!("<{}>", list.unsubscribe_url),
-                ))
-                .raw_header(raw(
-                    "List-Unsubscribe-Post",
-                    "List-Unsubscribe=One-Click".into(),
-                ));
+                .raw_header(raw("List-Id", format!("{label} <{}.{}>", list.slug, self.domain)))
+                .raw_header(raw("List-Unsubscribe", format!("<{}>", list.unsubscribe_url)))
+                .raw_header(raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
         }
-        let message = builder.multipart(MultiPart::alternative_plain_html(
-            rendered.text.clone(),
-            rendered.html.clone(),
-        ))?;
-        Ok(Outgoing {
-            envelope: message.envelope().clone(),
-            bytes: message.formatted(),
-            message_id,
-        })
+        let message =
+            builder.multipart(MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone()))?;
+        Ok(Outgoing { envelope: message.envelope().clone(), bytes: message.formatted(), message_id })
     }
 }
 
@@ -115,35 +91,20 @@ mod tests {
     use super::*;
 
     fn rendered(subject: &str) -> Rendered {
-        Rendered {
-            subject: subject.into(),
-            html: "<p>hi</p>".into(),
-            text: "hi".into(),
-        }
+        Rendered { subject: subject.into(), html: "<p>hi</p>".into(), text: "hi".into() }
     }
 
     fn composer() -> Composer {
-        Composer::new(
-            "Dr. Luks <news@example.org>".parse().unwrap(),
-            "lists.example.org".into(),
-        )
+        Composer::new("Dr. Luks <news@example.org>".parse().unwrap(), "lists.example.org".into())
     }
 
     #[test]
     fn list_mail_carries_rfc8058_headers() {
-        let list = ListHeaders {
-            name: "Orthopedic",
-            slug: "orthopedic",
-            unsubscribe_url: "https://x/unsubscribe/abc.def",
-        };
-        let out = composer()
-            .compose("a@example.com", None, &rendered("Hi"), Some(list))
-            .unwrap();
+        let list =
+            ListHeaders { name: "Orthopedic", slug: "orthopedic", unsubscribe_url: "https://x/unsubscribe/abc.def" };
+        let out = composer().compose("a@example.com", None, &rendered("Hi"), Some(list)).unwrap();
         let text = String::from_utf8(out.bytes).unwrap();
-        assert!(
-            text.contains("List-Unsubscribe: <https://x/unsubscribe/abc.def>\r\n"),
-            "{text}"
-        );
+        assert!(text.contains("List-Unsubscribe: <https://x/unsubscribe/abc.def>\r\n"), "{text}");
         assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
         assert!(text.contains("List-Id: Orthopedic <orthopedic.lists.example.org>\r\n"));
         assert!(text.contains(&format!("Message-ID: {}\r\n", out.message_id)));
@@ -154,12 +115,7 @@ mod tests {
     fn refuses_header_injection() {
         let err = composer().compose("a@example.com", None, &rendered("Hi\r\nBcc: x@y.z"), None);
         assert!(matches!(err, Err(ComposeError::HeaderInjection("subject"))));
-        let err = composer().compose(
-            "a@example.com",
-            Some("Eve\nBcc: x@y.z"),
-            &rendered("Hi"),
-            None,
-        );
+        let err = composer().compose("a@example.com", Some("Eve\nBcc: x@y.z"), &rendered("Hi"), None);
         assert!(matches!(err, Err(ComposeError::HeaderInjection(_))));
     }
 }

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::compose::ListHeaders;
-use super::{ComposeError, Composer, Outgoing, RenderError, Renderer};
+use super::{ComposeError, Composer, Outgoing, RenderError, Rendered, Renderer};
 use crate::domain::{Signer, TokenKind};
+use crate::store::digests::DigestContent;
 use crate::store::outbox::ConfirmationJob;
 
 /// Builds the public links inside emails. Tokens are signed here and only
@@ -17,26 +18,15 @@ pub struct Links {
 
 impl Links {
     pub fn new(base_url: &str, signer: Signer) -> Self {
-        Self {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            signer,
-        }
+        Self { base_url: base_url.trim_end_matches('/').to_owned(), signer }
     }
 
     pub fn confirm_url(&self, token_id: &str) -> String {
-        format!(
-            "{}/subscriptions/confirm?token={}",
-            self.base_url,
-            self.signer.sign(TokenKind::Confirm, token_id)
-        )
+        format!("{}/subscriptions/confirm?token={}", self.base_url, self.signer.sign(TokenKind::Confirm, token_id))
     }
 
     pub fn unsubscribe_url(&self, unsubscribe_id: &str) -> String {
-        format!(
-            "{}/unsubscribe/{}",
-            self.base_url,
-            self.signer.sign(TokenKind::Unsubscribe, unsubscribe_id)
-        )
+        format!("{}/unsubscribe/{}", self.base_url, self.signer.sign(TokenKind::Unsubscribe, unsubscribe_id))
     }
 
     pub fn home(&self) -> &str {
@@ -90,11 +80,95 @@ impl Messages {
             unsubscribe_url: unsubscribe_url.clone(),
         };
         let rendered = self.renderer.render("confirmation", &data)?;
-        let headers = ListHeaders {
-            name: &first.name,
-            slug: &first.slug,
-            unsubscribe_url: &unsubscribe_url,
-        };
+        let headers = ListHeaders { name: &first.name, slug: &first.slug, unsubscribe_url: &unsubscribe_url };
         Ok(self.composer.compose(to, None, &rendered, Some(headers))?)
+    }
+}
+
+/// Stand-ins for the per-reader values, rendered once per digest and replaced
+/// per reader: rendering a 5 KB template for every recipient would cost more
+/// than sending the message. Private-use characters pass through both
+/// registries untouched and never occur in real values.
+const NAME_SLOT: &str = "\u{E000}name\u{E000}";
+const UNSUBSCRIBE_SLOT: &str = "\u{E000}unsubscribe\u{E000}";
+
+/// A digest rendered once, personalised per reader by `Messages::digest_for`.
+#[derive(Debug, Clone)]
+pub struct PreparedDigest {
+    list_name: String,
+    list_slug: String,
+    /// With a greeting by name, and without.
+    named: Rendered,
+    anonymous: Rendered,
+}
+
+impl Messages {
+    pub fn prepare_digest(&self, content: &DigestContent) -> Result<PreparedDigest, MessageError> {
+        let render =
+            |name: Option<&str>| self.renderer.render("digest", &self.digest_data(content, name, UNSUBSCRIBE_SLOT));
+        Ok(PreparedDigest {
+            list_name: content.list.name.clone(),
+            list_slug: content.list.slug.clone(),
+            named: render(Some(NAME_SLOT))?,
+            anonymous: render(None)?,
+        })
+    }
+
+    /// The HTML a reader gets, for previews (no name, a sample unsubscribe link).
+    pub fn preview_digest(&self, content: &DigestContent) -> Result<String, MessageError> {
+        let sample = format!("{}/unsubscribe/preview", self.links.home());
+        Ok(self.renderer.render("digest", &self.digest_data(content, None, &sample))?.html)
+    }
+
+    fn digest_data(&self, content: &DigestContent, name: Option<&str>, unsubscribe_url: &str) -> serde_json::Value {
+        let posts: Vec<_> = content
+            .posts
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "title": p.title,
+                    "url": p.url,
+                    "summary": p.summary,
+                    "published": p.published_at.format("%-d %B %Y").to_string(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "subject": content.subject,
+            "list_name": content.list.name,
+            "name": name,
+            "one_post": content.posts.len() == 1,
+            "posts": posts,
+            "footer_reason": format!(
+                "You get this email because you subscribed to {} at {}.",
+                content.list.name,
+                self.links.home()
+            ),
+            "unsubscribe_url": unsubscribe_url,
+        })
+    }
+
+    /// One reader's copy of a prepared digest.
+    pub fn digest_for(
+        &self,
+        digest: &PreparedDigest,
+        to: &str,
+        name: Option<&str>,
+        unsubscribe_id: &str,
+    ) -> Result<Outgoing, MessageError> {
+        let unsubscribe_url = self.links.unsubscribe_url(unsubscribe_id);
+        let template = if name.is_some() { &digest.named } else { &digest.anonymous };
+        let name = name.unwrap_or("");
+        let personal = Rendered {
+            subject: template.subject.clone(),
+            html: template
+                .html
+                .replace(NAME_SLOT, &handlebars::html_escape(name))
+                .replace(UNSUBSCRIBE_SLOT, &handlebars::html_escape(&unsubscribe_url)),
+            text: template.text.replace(NAME_SLOT, name).replace(UNSUBSCRIBE_SLOT, &unsubscribe_url),
+        };
+        let headers =
+            ListHeaders { name: &digest.list_name, slug: &digest.list_slug, unsubscribe_url: &unsubscribe_url };
+        Ok(self.composer.compose(to, Some(name).filter(|n| !n.is_empty()), &personal, Some(headers))?)
     }
 }

@@ -6,6 +6,6 @@ mod render;
 mod transport;
 
 pub use compose::{ComposeError, Composer, ListHeaders, Outgoing};
-pub use messages::{Links, MessageError, Messages};
+pub use messages::{Links, MessageError, Messages, PreparedDigest};
 pub use render::{RenderError, Rendered, Renderer};
 pub use transport::{Mailer, SendError};

@@ -3,12 +3,20 @@ use serde::Serialize;
 
 /// Every email template, embedded at build time so the binary is whole.
 /// (name, HTML body, text body, subject line)
-const TEMPLATES: &[(&str, &str, &str, &str)] = &[(
-    "confirmation",
-    include_str!("../../email_templates/confirmation.html.hbs"),
-    include_str!("../../email_templates/confirmation.txt.hbs"),
-    include_str!("../../email_templates/confirmation.subject.hbs"),
-)];
+const TEMPLATES: &[(&str, &str, &str, &str)] = &[
+    (
+        "confirmation",
+        include_str!("../../email_templates/confirmation.html.hbs"),
+        include_str!("../../email_templates/confirmation.txt.hbs"),
+        include_str!("../../email_templates/confirmation.subject.hbs"),
+    ),
+    (
+        "digest",
+        include_str!("../../email_templates/digest.html.hbs"),
+        include_str!("../../email_templates/digest.txt.hbs"),
+        include_str!("../../email_templates/digest.subject.hbs"),
+    ),
+];
 
 /// Two registries: HTML escapes every `{{value}}`; text and subject lines do
 /// not, so a URL with `&` stays a working URL in the plain-text part. Both are
@@ -46,16 +54,8 @@ impl Renderer {
         let tpl = |r: &mut Handlebars<'static>, name: &str, src: &str| {
             r.register_template_string(name, src).map_err(Box::new)
         };
-        tpl(
-            &mut html,
-            "layout_html",
-            include_str!("../../email_templates/layout.html.hbs"),
-        )?;
-        tpl(
-            &mut text,
-            "layout_txt",
-            include_str!("../../email_templates/layout.txt.hbs"),
-        )?;
+        tpl(&mut html, "layout_html", include_str!("../../email_templates/layout.html.hbs"))?;
+        tpl(&mut text, "layout_txt", include_str!("../../email_templates/layout.txt.hbs"))?;
         for (name, html_src, text_src, subject_src) in TEMPLATES {
             tpl(&mut html, name, html_src)?;
             tpl(&mut text, name, text_src)?;
@@ -65,10 +65,7 @@ impl Renderer {
     }
 
     pub fn render<T: Serialize>(&self, template: &str, data: &T) -> Result<Rendered, RenderError> {
-        let subject = self
-            .text
-            .render(&format!("{template}_subject"), data)
-            .map_err(Box::new)?;
+        let subject = self.text.render(&format!("{template}_subject"), data).map_err(Box::new)?;
         Ok(Rendered {
             // One line, whatever the template or the values in it hold.
             subject: subject.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -95,27 +92,16 @@ mod tests {
         });
         let out = r.render("confirmation", &data).unwrap();
         assert_eq!(out.subject, "Please confirm your subscription");
-        assert!(
-            out.html
-                .contains("Knee &lt;b&gt;pain&lt;/b&gt; &amp; you</strong> and <strong>Orthopedic")
-        );
+        assert!(out.html.contains("Knee &lt;b&gt;pain&lt;/b&gt; &amp; you</strong> and <strong>Orthopedic"));
         assert!(out.text.contains("Knee <b>pain</b> & you and Orthopedic"));
         assert!(out.text.contains("http://x/confirm?token=a&b=c"));
         // Entities in href are decoded by every mail client back to the URL.
-        assert!(
-            out.html
-                .contains("http://x/confirm?token&#x3D;a&amp;b&#x3D;c"),
-            "{}",
-            out.html
-        );
+        assert!(out.html.contains("http://x/confirm?token&#x3D;a&amp;b&#x3D;c"), "{}", out.html);
     }
 
     #[test]
     fn strict_mode_refuses_missing_values() {
         let r = Renderer::new().unwrap();
-        assert!(
-            r.render("confirmation", &serde_json::json!({"lists": []}))
-                .is_err()
-        );
+        assert!(r.render("confirmation", &serde_json::json!({"lists": []})).is_err());
     }
 }

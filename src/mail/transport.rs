@@ -31,14 +31,8 @@ pub enum SendError {
 impl Mailer {
     pub fn from_settings(s: &Settings) -> Result<Self, String> {
         Ok(match s.mail_transport {
-            MailTransportKind::File => Self::File(FileMailer {
-                dir: s.mail_dir.clone(),
-            }),
-            MailTransportKind::Smtp => Self::Smtp(SmtpMailer::new(
-                &s.smtp_url,
-                s.smtp_timeout(),
-                s.smtp_concurrency,
-            )?),
+            MailTransportKind::File => Self::File(FileMailer { dir: s.mail_dir.clone() }),
+            MailTransportKind::Smtp => Self::Smtp(SmtpMailer::new(&s.smtp_url, s.smtp_timeout(), s.smtp_concurrency)?),
         })
     }
 
@@ -70,17 +64,11 @@ impl FileMailer {
     async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
         let io = |e: std::io::Error| SendError::Transient(format!("mail directory: {e}"));
         tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
-        let stem: String = message
-            .message_id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
+        let stem: String = message.message_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
         let path = self.dir.join(format!("{stem}.eml"));
         let partial = self.dir.join(format!(".{stem}.eml.partial"));
         // Write then rename, so a reader of the directory never sees half a file.
-        tokio::fs::write(&partial, &message.bytes)
-            .await
-            .map_err(io)?;
+        tokio::fs::write(&partial, &message.bytes).await.map_err(io)?;
         tokio::fs::rename(&partial, &path).await.map_err(io)?;
         tracing::info!(file = %path.display(), "mail written to file");
         Ok(())
@@ -120,27 +108,16 @@ impl SmtpMailer {
         let host = url.host_str().ok_or("smtp_url has no host")?.to_owned();
         let implicit = url.scheme() == "smtps";
         let port = url.port().unwrap_or(if implicit { 465 } else { 25 });
-        let tls = match (
-            implicit,
-            url.query_pairs()
-                .find(|(k, _)| k == "tls")
-                .as_ref()
-                .map(|(_, v)| v.as_ref()),
-        ) {
+        let tls = match (implicit, url.query_pairs().find(|(k, _)| k == "tls").as_ref().map(|(_, v)| v.as_ref())) {
             (true, _) => Tls::Implicit,
             (false, None | Some("opportunistic")) => Tls::Opportunistic,
             (false, Some("required")) => Tls::Required,
             (false, Some("none")) => Tls::Never,
             (false, Some(other)) => return Err(format!("smtp_url: unknown tls={other}")),
         };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let credentials = (!url.username().is_empty()).then(|| {
-            Credentials::new(decode(url.username()), decode(url.password().unwrap_or("")))
-        });
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let credentials = (!url.username().is_empty())
+            .then(|| Credentials::new(decode(url.username()), decode(url.password().unwrap_or(""))));
         Ok(Self {
             host,
             port,
@@ -154,11 +131,8 @@ impl SmtpMailer {
     }
 
     async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| SendError::Transient("mailer is shutting down".into()))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| SendError::Transient("mailer is shutting down".into()))?;
         let reused = self.idle.lock().await.pop();
         let was_reused = reused.is_some();
         let mut conn = match reused {
@@ -182,22 +156,14 @@ impl SmtpMailer {
         }
     }
 
-    async fn send_on(
-        &self,
-        conn: &mut AsyncSmtpConnection,
-        message: &Outgoing,
-    ) -> Result<(), SendError> {
-        match tokio::time::timeout(self.timeout, conn.send(&message.envelope, &message.bytes)).await
-        {
+    async fn send_on(&self, conn: &mut AsyncSmtpConnection, message: &Outgoing) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, conn.send(&message.envelope, &message.bytes)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
             Ok(Err(e)) => Err(SendError::Transient(e.to_string())),
             Err(_) => {
                 conn.abort().await;
-                Err(SendError::Transient(format!(
-                    "no answer within {:?}",
-                    self.timeout
-                )))
+                Err(SendError::Transient(format!("no answer within {:?}", self.timeout)))
             }
         }
     }
@@ -208,8 +174,7 @@ impl SmtpMailer {
         };
         let connected = tokio::time::timeout(self.timeout, async {
             if self.tls == Tls::Implicit {
-                let tls = TlsParameters::new(self.host.clone())
-                    .map_err(|e| fail("TLS set-up for", &e))?;
+                let tls = TlsParameters::new(self.host.clone()).map_err(|e| fail("TLS set-up for", &e))?;
                 return AsyncSmtpConnection::connect_tokio1(
                     (self.host.as_str(), self.port),
                     Some(self.timeout),
@@ -220,16 +185,12 @@ impl SmtpMailer {
                 .await
                 .map_err(|e| fail("connecting to", &e));
             }
-            let stream = TcpStream::connect((self.host.as_str(), self.port))
+            let stream =
+                TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| fail("connecting to", &e))?;
+            stream.set_nodelay(true).map_err(|e| fail("configuring", &e))?;
+            let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                 .await
-                .map_err(|e| fail("connecting to", &e))?;
-            stream
-                .set_nodelay(true)
-                .map_err(|e| fail("configuring", &e))?;
-            let mut conn =
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
-                    .await
-                    .map_err(|e| fail("greeting from", &e))?;
+                .map_err(|e| fail("greeting from", &e))?;
             let offered = conn.can_starttls();
             if self.tls == Tls::Required && !offered {
                 return Err(SendError::Transient(format!(
@@ -238,28 +199,18 @@ impl SmtpMailer {
                 )));
             }
             if offered && self.tls != Tls::Never {
-                let tls = TlsParameters::new(self.host.clone())
-                    .map_err(|e| fail("TLS set-up for", &e))?;
-                conn.starttls(tls, &self.hello)
-                    .await
-                    .map_err(|e| fail("STARTTLS with", &e))?;
+                let tls = TlsParameters::new(self.host.clone()).map_err(|e| fail("TLS set-up for", &e))?;
+                conn.starttls(tls, &self.hello).await.map_err(|e| fail("STARTTLS with", &e))?;
             }
             Ok(conn)
         })
         .await
-        .map_err(|_| {
-            SendError::Transient(format!(
-                "connecting to {}:{} timed out",
-                self.host, self.port
-            ))
-        })??;
+        .map_err(|_| SendError::Transient(format!("connecting to {}:{} timed out", self.host, self.port)))??;
         let mut conn = connected;
         if let Some(credentials) = &self.credentials {
             // A refused login is our configuration, not the reader's address:
             // always transient, so nobody is suppressed for it.
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(|e| fail("login to", &e))?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(|e| fail("login to", &e))?;
         }
         Ok(conn)
     }

@@ -6,16 +6,16 @@ pub(crate) mod sqlite {
     use diesel::prelude::*;
     use diesel::result::Error;
 
-    use crate::store::schema::outbox;
+    use crate::store::schema::{deliveries, outbox};
 
     pub(crate) type Conn = diesel::SqliteConnection;
 
+    /// The other table families' query code for this backend.
+    pub(crate) use crate::store::posts::sqlite as posts_sql;
+
     /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
     /// reads then writes can never fail half-way with "database is locked".
-    pub(crate) fn write_tx<T, E>(
-        c: &mut Conn,
-        f: impl FnOnce(&mut Conn) -> Result<T, E>,
-    ) -> Result<T, E>
+    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where
         E: From<Error>,
     {
@@ -27,12 +27,22 @@ pub(crate) mod sqlite {
         Ok(())
     }
 
+    pub(crate) fn lock_list(_c: &mut Conn, _id: i64) -> Result<(), Error> {
+        Ok(())
+    }
+
+    pub(crate) fn due_delivery_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+        deliveries::table
+            .filter(deliveries::status.eq("pending"))
+            .filter(deliveries::next_attempt_at.le(now))
+            .order(deliveries::next_attempt_at)
+            .limit(limit)
+            .select(deliveries::id)
+            .load(c)
+    }
+
     /// Due outbox rows; no row lock needed behind SQLite's single writer.
-    pub(crate) fn due_outbox_ids(
-        c: &mut Conn,
-        now: NaiveDateTime,
-        limit: i64,
-    ) -> Result<Vec<i64>, Error> {
+    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
         outbox::table
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))
@@ -48,14 +58,13 @@ pub(crate) mod pg {
     use diesel::prelude::*;
     use diesel::result::Error;
 
-    use crate::store::schema::{outbox, subscribers};
+    use crate::store::schema::{deliveries, lists, outbox, subscribers};
 
     pub(crate) type Conn = diesel::PgConnection;
 
-    pub(crate) fn write_tx<T, E>(
-        c: &mut Conn,
-        f: impl FnOnce(&mut Conn) -> Result<T, E>,
-    ) -> Result<T, E>
+    pub(crate) use crate::store::posts::pg as posts_sql;
+
+    pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where
         E: From<Error>,
     {
@@ -64,20 +73,29 @@ pub(crate) mod pg {
 
     /// Serialises concurrent signups of one address across processes.
     pub(crate) fn lock_subscriber(c: &mut Conn, id: i64) -> Result<(), Error> {
-        subscribers::table
-            .find(id)
-            .select(subscribers::id)
+        subscribers::table.find(id).select(subscribers::id).for_update().first::<i64>(c).map(drop)
+    }
+
+    /// Serialises digest triggers of one list across processes.
+    pub(crate) fn lock_list(c: &mut Conn, id: i64) -> Result<(), Error> {
+        lists::table.find(id).select(lists::id).for_update().first::<i64>(c).map(drop)
+    }
+
+    /// Due deliveries that no other sender holds locked right now.
+    pub(crate) fn due_delivery_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
+        deliveries::table
+            .filter(deliveries::status.eq("pending"))
+            .filter(deliveries::next_attempt_at.le(now))
+            .order(deliveries::next_attempt_at)
+            .limit(limit)
+            .select(deliveries::id)
             .for_update()
-            .first::<i64>(c)
-            .map(drop)
+            .skip_locked()
+            .load(c)
     }
 
     /// Due outbox rows that no other sender holds locked right now.
-    pub(crate) fn due_outbox_ids(
-        c: &mut Conn,
-        now: NaiveDateTime,
-        limit: i64,
-    ) -> Result<Vec<i64>, Error> {
+    pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
         outbox::table
             .filter(outbox::status.eq("pending"))
             .filter(outbox::next_attempt_at.le(now))

@@ -82,8 +82,7 @@ per_backend! {
 impl Store {
     /// Creates the configured lists and updates their names and descriptions.
     pub async fn sync_lists(&self, wanted: Vec<ListSettings>) -> StoreResult<()> {
-        self.write(move |conn| Ok(on_backend!(conn, self::sync(&wanted))?))
-            .await
+        self.write(move |conn| Ok(on_backend!(conn, self::sync(&wanted))?)).await
     }
 
     pub async fn lists(&self) -> StoreResult<Vec<ListRow>> {
@@ -91,7 +90,6 @@ impl Store {
     }
 
     pub async fn list_counts(&self) -> StoreResult<Vec<ListCounts>> {
-        self.read(|conn| Ok(on_backend!(conn, self::counts())?))
-            .await
+        self.read(|conn| Ok(on_backend!(conn, self::counts())?)).await
     }
 }

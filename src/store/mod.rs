@@ -43,8 +43,10 @@ macro_rules! on_backend {
 }
 
 mod backend;
+pub mod digests;
 pub mod lists;
 pub mod outbox;
+pub mod posts;
 mod schema;
 pub mod secrets;
 pub mod subscriptions;
@@ -99,6 +101,18 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Times are stored as UTC without a zone; the API shows them as RFC 3339.
+pub(crate) fn utc<S: serde::Serializer>(t: &chrono::NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+pub(crate) fn utc_opt<S: serde::Serializer>(t: &Option<chrono::NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => utc(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// A handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -143,8 +157,7 @@ impl Store {
                     .connection_customizer(Box::new(SqlitePragmas))
                     .build(manager())?;
                 let mut conn = write.get()?;
-                conn.run_pending_migrations(SQLITE_MIGRATIONS)
-                    .map_err(|e| StoreError::Migration(e.to_string()))?;
+                conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
                 drop(conn);
                 let read = Pool::builder()
                     .max_size(pool_size)
@@ -171,9 +184,7 @@ impl Store {
                 Pools::Pg(pool)
             }
         };
-        Ok(Self {
-            pools: Arc::new(pools),
-        })
+        Ok(Self { pools: Arc::new(pools) })
     }
 
     pub fn backend_name(&self) -> &'static str {

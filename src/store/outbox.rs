@@ -5,9 +5,7 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{
-    confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions,
-};
+use super::schema::{confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions};
 use super::{Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -129,13 +127,8 @@ pub enum OutboxResult {
 impl Store {
     /// Claims up to `limit` due rows for `lease`; unclaimed again afterwards
     /// unless marked.
-    pub async fn claim_outbox(
-        &self,
-        limit: i64,
-        lease: chrono::Duration,
-    ) -> StoreResult<Vec<OutboxJob>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?))
-            .await
+    pub async fn claim_outbox(&self, limit: i64, lease: chrono::Duration) -> StoreResult<Vec<OutboxJob>> {
+        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?)).await
     }
 
     pub async fn record_outbox(&self, id: i64, result: OutboxResult) -> StoreResult<()> {
@@ -152,7 +145,6 @@ impl Store {
     }
 
     pub async fn outbox_pending(&self) -> StoreResult<i64> {
-        self.read(|conn| Ok(on_backend!(conn, self::pending_count())?))
-            .await
+        self.read(|conn| Ok(on_backend!(conn, self::pending_count())?)).await
     }
 }

@@ -98,6 +98,66 @@ diesel::joinable!(confirmation_token_lists -> lists (list_id));
 diesel::joinable!(outbox -> subscribers (subscriber_id));
 diesel::joinable!(outbox -> confirmation_tokens (token_id));
 
+diesel::table! {
+    posts (id) {
+        id -> BigInt,
+        url -> Text,
+        title -> Text,
+        summary -> Text,
+        published_at -> Timestamp,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    post_lists (post_id, list_id) {
+        post_id -> BigInt,
+        list_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    digests (id) {
+        id -> BigInt,
+        list_id -> BigInt,
+        subject -> Text,
+        status -> Text,
+        recipients -> BigInt,
+        idempotency_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    digest_posts (digest_id, post_id) {
+        digest_id -> BigInt,
+        post_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> BigInt,
+        digest_id -> BigInt,
+        subscription_id -> BigInt,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(post_lists -> posts (post_id));
+diesel::joinable!(post_lists -> lists (list_id));
+diesel::joinable!(digests -> lists (list_id));
+diesel::joinable!(digest_posts -> digests (digest_id));
+diesel::joinable!(digest_posts -> posts (post_id));
+diesel::joinable!(deliveries -> digests (digest_id));
+diesel::joinable!(deliveries -> subscriptions (subscription_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     lists,
     subscribers,
@@ -107,4 +167,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     confirmation_token_lists,
     outbox,
     secrets,
+    posts,
+    post_lists,
+    digests,
+    digest_posts,
+    deliveries,
 );

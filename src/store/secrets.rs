@@ -17,7 +17,6 @@ per_backend! {
 
 impl Store {
     pub async fn secret_or_insert(&self, name: &'static str, fresh: String) -> StoreResult<String> {
-        self.write(move |conn| Ok(on_backend!(conn, self::get_or_insert(name, &fresh))?))
-            .await
+        self.write(move |conn| Ok(on_backend!(conn, self::get_or_insert(name, &fresh))?)).await
     }
 }

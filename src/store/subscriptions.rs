@@ -4,8 +4,7 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{
-    confirmation_token_lists, confirmation_tokens, consent_events, lists, outbox, subscribers,
-    subscriptions,
+    confirmation_token_lists, confirmation_tokens, consent_events, lists, outbox, subscribers, subscriptions,
 };
 use super::{Store, StoreResult};
 use crate::domain::{EmailAddress, ListSlug, Signer, SubscriberName, SubscriptionStatus};
@@ -341,31 +340,16 @@ per_backend! {
 
 impl Store {
     pub async fn signup(&self, req: SignupRequest) -> StoreResult<SignupOutcome> {
-        self.write(move |conn| Ok(on_backend!(conn, self::signup(&req))?))
-            .await
+        self.write(move |conn| Ok(on_backend!(conn, self::signup(&req))?)).await
     }
 
     /// Confirms every list of the signup that issued the token `public_id`.
-    pub async fn confirm(
-        &self,
-        public_id: String,
-        evidence: Evidence,
-    ) -> StoreResult<ConfirmOutcome> {
-        self.write(move |conn| Ok(on_backend!(conn, self::confirm(&public_id, &evidence))?))
-            .await
+    pub async fn confirm(&self, public_id: String, evidence: Evidence) -> StoreResult<ConfirmOutcome> {
+        self.write(move |conn| Ok(on_backend!(conn, self::confirm(&public_id, &evidence))?)).await
     }
 
-    pub async fn unsubscribe_target(
-        &self,
-        unsubscribe_id: String,
-    ) -> StoreResult<Option<UnsubscribeTarget>> {
-        self.read(move |conn| {
-            Ok(on_backend!(
-                conn,
-                self::unsubscribe_target(&unsubscribe_id)
-            )?)
-        })
-        .await
+    pub async fn unsubscribe_target(&self, unsubscribe_id: String) -> StoreResult<Option<UnsubscribeTarget>> {
+        self.read(move |conn| Ok(on_backend!(conn, self::unsubscribe_target(&unsubscribe_id))?)).await
     }
 
     pub async fn unsubscribe(
@@ -374,12 +358,6 @@ impl Store {
         all: bool,
         evidence: Evidence,
     ) -> StoreResult<Option<Vec<String>>> {
-        self.write(move |conn| {
-            Ok(on_backend!(
-                conn,
-                self::unsubscribe(&unsubscribe_id, all, &evidence)
-            )?)
-        })
-        .await
+        self.write(move |conn| Ok(on_backend!(conn, self::unsubscribe(&unsubscribe_id, all, &evidence))?)).await
     }
 }

@@ -47,9 +47,7 @@ macro_rules! on_both_backends {
 }
 
 pub fn pg_url() -> Option<String> {
-    std::env::var("TIDINGS_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
+    std::env::var("TIDINGS_TEST_PG_URL").ok().filter(|s| !s.is_empty())
 }
 
 /// A database of its own for one test, removed when dropped.
@@ -69,24 +67,15 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
-                Self {
-                    url: DatabaseUrl::Sqlite(path.clone()),
-                    cleanup: Cleanup::File(path),
-                }
+                Self { url: DatabaseUrl::Sqlite(path.clone()), cleanup: Cleanup::File(path) }
             }
             Backend::Postgres => {
                 let admin_url = pg_url().expect("TIDINGS_TEST_PG_URL");
-                let mut conn =
-                    PgConnection::establish(&admin_url).expect("connect to TIDINGS_TEST_PG_URL");
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .unwrap();
+                let mut conn = PgConnection::establish(&admin_url).expect("connect to TIDINGS_TEST_PG_URL");
+                diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
                 let mut url = url::Url::parse(&admin_url).unwrap();
                 url.set_path(&name);
-                Self {
-                    url: DatabaseUrl::Postgres(url.to_string()),
-                    cleanup: Cleanup::PgDatabase { admin_url, name },
-                }
+                Self { url: DatabaseUrl::Postgres(url.to_string()), cleanup: Cleanup::PgDatabase { admin_url, name } }
             }
         }
     }
@@ -96,9 +85,7 @@ impl TestDb {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
                 let mut c = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-                diesel::sql_query("PRAGMA busy_timeout = 10000")
-                    .execute(&mut c)
-                    .unwrap();
+                diesel::sql_query("PRAGMA busy_timeout = 10000").execute(&mut c).unwrap();
                 diesel::sql_query(sql).execute(&mut c).unwrap()
             }
             DatabaseUrl::Postgres(url) => {
@@ -140,8 +127,7 @@ impl Drop for TestDb {
             Cleanup::PgDatabase { admin_url, name } => {
                 if let Ok(mut conn) = PgConnection::establish(admin_url) {
                     let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn);
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
                 }
             }
         }
@@ -196,12 +182,7 @@ impl TestApp {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        Self {
-            address,
-            smtp,
-            db,
-            client,
-        }
+        Self { address, smtp, db, client }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -210,28 +191,16 @@ impl TestApp {
 
     /// The same URL on this app, for a link made with the test base URL.
     pub fn local(&self, link: &str) -> String {
-        let rest = link
-            .strip_prefix("http://tidings.test")
-            .unwrap_or_else(|| panic!("not our link: {link}"));
+        let rest = link.strip_prefix("http://tidings.test").unwrap_or_else(|| panic!("not our link: {link}"));
         self.url(rest)
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
     }
 
     pub async fn post_form(&self, path: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .form(pairs)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(path)).form(pairs).send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -239,32 +208,19 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str, lists: &[&str]) -> reqwest::Response {
-        self.post_json(
-            "/subscriptions",
-            &serde_json::json!({ "email": email, "lists": lists }),
-        )
-        .await
+        self.post_json("/subscriptions", &serde_json::json!({ "email": email, "lists": lists })).await
     }
 
     /// `GET /admin/lists` as a map from slug to its counts.
     pub async fn counts(&self) -> std::collections::HashMap<String, (i64, i64, i64)> {
-        let res = self
-            .client
-            .get(self.url("/admin/lists"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let res = self.client.get(self.url("/admin/lists")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let lists: Vec<Value> = res.json().await.unwrap();
         lists
             .into_iter()
             .map(|l| {
                 let n = |k: &str| l[k].as_i64().unwrap();
-                (
-                    l["slug"].as_str().unwrap().to_owned(),
-                    (n("pending"), n("confirmed"), n("unsubscribed")),
-                )
+                (l["slug"].as_str().unwrap().to_owned(), (n("pending"), n("confirmed"), n("unsubscribed")))
             })
             .collect()
     }
@@ -280,9 +236,7 @@ impl TestApp {
         .await;
         let link = mail.link("http://tidings.test/subscriptions/confirm?token=");
         let token = link.split("token=").nth(1).unwrap().to_owned();
-        let res = self
-            .post_form("/subscriptions/confirm", &[("token", &token)])
-            .await;
+        let res = self.post_form("/subscriptions/confirm", &[("token", &token)]).await;
         assert_eq!(res.status(), 200);
         mail
     }
@@ -295,19 +249,12 @@ pub async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "condition not met within {within:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// A port with nothing listening on it (for a while).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -54,9 +54,7 @@ impl SmtpServer {
     }
 
     pub async fn start_on(port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind SMTP test server");
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind SMTP test server");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let accept_shared = Arc::clone(&shared);
@@ -80,20 +78,12 @@ impl SmtpServer {
 
     /// Answers the next messages' DATA with these replies, then accepts.
     pub fn script(&self, replies: &[Reply]) {
-        self.shared
-            .lock()
-            .unwrap()
-            .script
-            .extend(replies.iter().copied());
+        self.shared.lock().unwrap().script.extend(replies.iter().copied());
     }
 
     /// Refuses `RCPT TO` for this address with 550, always.
     pub fn reject_recipient(&self, address: &str) {
-        self.shared
-            .lock()
-            .unwrap()
-            .rejected_rcpts
-            .push(address.to_lowercase());
+        self.shared.lock().unwrap().rejected_rcpts.push(address.to_lowercase());
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -113,21 +103,14 @@ impl SmtpServer {
             if got.len() >= n {
                 return got;
             }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} messages, got {} after {within:?}",
-                got.len()
-            );
+            assert!(Instant::now() < deadline, "expected {n} messages, got {} after {within:?}", got.len());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Messages accepted for one recipient.
     pub fn to(&self, address: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address)))
-            .collect()
+        self.received().into_iter().filter(|m| m.to.iter().any(|t| t.eq_ignore_ascii_case(address))).collect()
     }
 }
 
@@ -154,27 +137,15 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
             b"250 2.1.0 OK\r\n"
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = address(&line[8..]);
-            if shared
-                .lock()
-                .unwrap()
-                .rejected_rcpts
-                .contains(&rcpt.to_lowercase())
-            {
+            if shared.lock().unwrap().rejected_rcpts.contains(&rcpt.to_lowercase()) {
                 b"550 5.1.1 No such user here\r\n"
             } else {
                 to.push(rcpt);
                 b"250 2.1.5 OK\r\n"
             }
         } else if upper.starts_with("DATA") {
-            write
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
-            let next = shared
-                .lock()
-                .unwrap()
-                .script
-                .pop_front()
-                .unwrap_or(Reply::Accept);
+            write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            let next = shared.lock().unwrap().script.pop_front().unwrap_or(Reply::Accept);
             let mut data = String::new();
             loop {
                 let mut l = String::new();
@@ -194,11 +165,7 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
             s.attempts += 1;
             match next {
                 Reply::Accept | Reply::Drop => {
-                    s.received.push(Received {
-                        from: from.clone(),
-                        to: to.clone(),
-                        data,
-                    });
+                    s.received.push(Received { from: from.clone(), to: to.clone(), data });
                     b"250 2.0.0 Queued\r\n"
                 }
                 Reply::TempFail => b"451 4.3.0 Try again later\r\n",
@@ -222,10 +189,7 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
 
 fn address(arg: &str) -> String {
     let arg = arg.trim();
-    let inner = arg
-        .split_once('<')
-        .and_then(|(_, r)| r.split_once('>'))
-        .map_or(arg, |(a, _)| a);
+    let inner = arg.split_once('<').and_then(|(_, r)| r.split_once('>')).map_or(arg, |(a, _)| a);
     inner.to_owned()
 }
 
@@ -264,12 +228,7 @@ impl Received {
         } else if head.contains("base64") {
             use base64::Engine;
             let clean: String = body.split_whitespace().collect();
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(clean)
-                    .unwrap(),
-            )
-            .unwrap()
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(clean).unwrap()).unwrap()
         } else {
             body.to_owned()
         }
@@ -286,9 +245,7 @@ impl Received {
     /// The first link in the text part that starts with `prefix`.
     pub fn link(&self, prefix: &str) -> String {
         let text = self.text();
-        let start = text
-            .find(prefix)
-            .unwrap_or_else(|| panic!("no link {prefix} in:\n{text}"));
+        let start = text.find(prefix).unwrap_or_else(|| panic!("no link {prefix} in:\n{text}"));
         text[start..].split_whitespace().next().unwrap().to_owned()
     }
 }
