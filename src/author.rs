@@ -53,7 +53,13 @@ pub fn parse_post(input: &PostInput, settings: &Settings) -> Result<NewPost, Fie
         return Err(FieldError::new("lists", "name at least one list"));
     }
     let lists = input.lists.iter().map(|s| known_list(settings, "lists", s)).collect::<Result<Vec<_>, _>>()?;
-    Ok(NewPost { title, url, summary: truncate(&plain_text(&input.summary), MAX_SUMMARY), published_at, lists })
+    Ok(NewPost {
+        title,
+        url,
+        summary: truncate(&plain_text(&input.summary), MAX_SUMMARY),
+        published_at: Some(published_at),
+        lists,
+    })
 }
 
 /// A digest subject the author typed: one line, 1–200 characters.

@@ -4,7 +4,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Serialize;
 use url::Url;
@@ -57,7 +56,8 @@ pub fn parse(bytes: &[u8], list: &ListSlug) -> Result<(Vec<NewPost>, usize), Fee
             .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
             .or(entry.links.first())
             .and_then(|l| PostUrl::parse(&l.href).ok());
-        let title = entry.title.as_ref().and_then(|t| PostTitle::parse(&t.content).ok());
+        // Feed titles often carry entities or markup (WordPress double-encodes).
+        let title = entry.title.as_ref().and_then(|t| PostTitle::parse(&plain_text(&t.content)).ok());
         let (Some(url), Some(title)) = (link, title) else {
             skipped += 1;
             continue;
@@ -72,7 +72,7 @@ pub fn parse(bytes: &[u8], list: &ListSlug) -> Result<(Vec<NewPost>, usize), Fee
             title,
             url,
             summary: truncate(&plain_text(&summary_html), MAX_SUMMARY),
-            published_at: entry.published.or(entry.updated).unwrap_or_else(Utc::now),
+            published_at: entry.published.or(entry.updated),
             lists: vec![list.clone()],
         });
     }

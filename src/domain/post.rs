@@ -22,14 +22,15 @@ pub enum PostError {
     BadDate,
 }
 
-/// A post's title as one line of plain text (markup removed, whitespace
-/// folded), 1–300 characters.
+/// A post's title as one line of text, shown literally (a title that
+/// mentions `<b>` shows `<b>`), whitespace folded, 1–300 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostTitle(String);
 
 impl PostTitle {
     pub fn parse(input: &str) -> Result<Self, PostError> {
-        let text = plain_text(input);
+        let text: String = input.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text: String = text.chars().filter(|c| !c.is_control()).collect();
         if text.is_empty() {
             return Err(PostError::EmptyTitle);
         }
@@ -79,7 +80,9 @@ pub struct NewPost {
     pub url: PostUrl,
     /// Plain text, at most `MAX_SUMMARY` characters.
     pub summary: String,
-    pub published_at: DateTime<Utc>,
+    /// `None` for a feed entry without a date: now when first seen, and
+    /// unchanged after that.
+    pub published_at: Option<DateTime<Utc>>,
     pub lists: Vec<ListSlug>,
 }
 
@@ -214,7 +217,7 @@ mod tests {
     #[test]
     fn titles_urls_and_dates() {
         assert!(PostTitle::parse("  ").is_err());
-        assert_eq!(PostTitle::parse("Knee <b>pain</b>\n & you").unwrap().as_str(), "Knee pain & you");
+        assert_eq!(PostTitle::parse("Knee <b>pain</b>\n & you").unwrap().as_str(), "Knee <b>pain</b> & you");
         assert!(PostTitle::parse(&"x".repeat(301)).is_err());
         assert!(PostUrl::parse("https://blog.example.org/p/1").is_ok());
         for bad in ["ftp://x/y", "/relative", "javascript:alert(1)", "https://"] {

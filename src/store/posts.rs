@@ -45,7 +45,7 @@ per_backend! {
             .filter(lists::slug.eq_any(post.lists.iter().map(ListSlug::as_str)))
             .select(lists::id)
             .load(c)?;
-        let published = post.published_at.naive_utc();
+        let published = post.published_at.map(|t| t.naive_utc());
         let existing: Option<(i64, String, String, NaiveDateTime)> = posts::table
             .filter(posts::url.eq(post.url.as_str()))
             .select((posts::id, posts::title, posts::summary, posts::published_at))
@@ -58,7 +58,7 @@ per_backend! {
                         posts::url.eq(post.url.as_str()),
                         posts::title.eq(post.title.as_str()),
                         posts::summary.eq(&post.summary),
-                        posts::published_at.eq(published),
+                        posts::published_at.eq(published.unwrap_or(now)),
                         posts::created_at.eq(now),
                         posts::updated_at.eq(now),
                     ))
@@ -66,15 +66,15 @@ per_backend! {
                     .get_result(c)?;
                 (id, Upsert::Created(id))
             }
-            Some((id, title, summary, at)) if title == post.title.as_str() && summary == post.summary && at == published => {
+            Some((id, title, summary, at)) if title == post.title.as_str() && summary == post.summary && published.is_none_or(|p| p == at) => {
                 (id, Upsert::Unchanged(id))
             }
-            Some((id, ..)) => {
+            Some((id, _, _, at)) => {
                 diesel::update(posts::table.find(id))
                     .set((
                         posts::title.eq(post.title.as_str()),
                         posts::summary.eq(&post.summary),
-                        posts::published_at.eq(published),
+                        posts::published_at.eq(published.unwrap_or(at)),
                         posts::updated_at.eq(now),
                     ))
                     .execute(c)?;

@@ -3,6 +3,7 @@
 //! set), and a real SMTP server on another port.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod smtp;
 
 use std::path::PathBuf;
@@ -211,6 +212,48 @@ impl TestApp {
         self.post_json("/subscriptions", &serde_json::json!({ "email": email, "lists": lists })).await
     }
 
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(body).send().await.unwrap()
+    }
+
+    /// Adds a post to lists through the admin API.
+    pub async fn add_post(&self, url: &str, title: &str, lists: &[&str]) -> i64 {
+        let body = serde_json::json!({
+            "title": title,
+            "url": url,
+            "summary": format!("<p>About {title}.</p>"),
+            "published_at": "2026-11-24T10:00:00Z",
+            "lists": lists,
+        });
+        let res = self.admin_post("/admin/posts", &body).await;
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+        res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    }
+
+    /// Triggers a digest and waits until it is finished; returns its status.
+    pub async fn send_digest(&self, list: &str) -> Value {
+        let res = self.admin_post("/admin/digests", &serde_json::json!({ "list": list })).await;
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        self.wait_digest(id).await
+    }
+
+    pub async fn wait_digest(&self, id: i64) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status: Value = self.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
+            if status["status"] == "sent" || status["status"] == "failed" {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "digest not finished: {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `GET /admin/lists` as a map from slug to its counts.
     pub async fn counts(&self) -> std::collections::HashMap<String, (i64, i64, i64)> {
         let res = self.client.get(self.url("/admin/lists")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
@@ -239,6 +282,37 @@ impl TestApp {
         let res = self.post_form("/subscriptions/confirm", &[("token", &token)]).await;
         assert_eq!(res.status(), 200);
         mail
+    }
+}
+
+impl TestDb {
+    /// Inserts confirmed readers of `list` straight into the database: fast
+    /// seeding for dispatch tests. Returns their addresses.
+    pub fn seed_confirmed(&self, list: &str, prefix: &str, n: usize) -> Vec<String> {
+        let emails: Vec<String> = (0..n).map(|i| format!("{prefix}{i}@example.com")).collect();
+        for chunk in emails.chunks(200) {
+            let values: Vec<String> =
+                chunk.iter().map(|e| format!("('{}', '{e}', '2026-11-01 10:00:00')", uuid::Uuid::new_v4())).collect();
+            self.execute(&format!(
+                "INSERT INTO subscribers (uuid, email, created_at) VALUES {} ON CONFLICT (email) DO NOTHING",
+                values.join(", ")
+            ));
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|e| {
+                    format!(
+                        "((SELECT id FROM subscribers WHERE email = '{e}'), (SELECT id FROM lists WHERE slug = '{list}'), \
+                         'confirmed', '{}', '2026-11-01 10:00:00', '2026-11-01 10:00:00', '2026-11-01 10:00:00')",
+                        tidings::domain::Signer::new_id()
+                    )
+                })
+                .collect();
+            self.execute(&format!(
+                "INSERT INTO subscriptions (subscriber_id, list_id, status, unsubscribe_id, created_at, updated_at, confirmed_at) VALUES {}",
+                values.join(", ")
+            ));
+        }
+        emails
     }
 }
 

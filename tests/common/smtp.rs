@@ -34,6 +34,7 @@ struct Shared {
     script: VecDeque<Reply>,
     rejected_rcpts: Vec<String>,
     attempts: usize,
+    delay: Duration,
 }
 
 pub struct SmtpServer {
@@ -79,6 +80,11 @@ impl SmtpServer {
     /// Answers the next messages' DATA with these replies, then accepts.
     pub fn script(&self, replies: &[Reply]) {
         self.shared.lock().unwrap().script.extend(replies.iter().copied());
+    }
+
+    /// Waits this long before answering the end of DATA (a slow server).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.lock().unwrap().delay = delay;
     }
 
     /// Refuses `RCPT TO` for this address with 550, always.
@@ -161,6 +167,10 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
                 }
                 data.push_str(l.strip_prefix('.').unwrap_or(&l));
             }
+            let delay = shared.lock().unwrap().delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             let mut s = shared.lock().unwrap();
             s.attempts += 1;
             match next {
@@ -222,7 +232,9 @@ impl Received {
             .unwrap_or_else(|| panic!("no {content_type} part in:\n{}", self.data));
         let part = &self.data[start..];
         let (head, rest) = part.split_once("\r\n\r\n").expect("part has a body");
-        let body = rest.split("\r\n--").next().unwrap_or(rest);
+        let content_type = self.header("Content-Type").unwrap_or_default();
+        let boundary = content_type.split("boundary=").nth(1).unwrap_or("").trim_matches('"');
+        let body = rest.split(&format!("\r\n--{boundary}")).next().unwrap_or(rest);
         if head.contains("quoted-printable") {
             decode_qp(body)
         } else if head.contains("base64") {
