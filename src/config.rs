@@ -95,6 +95,14 @@ impl DatabaseUrl {
         }
     }
 
+    /// The URL as configured, e.g. for a child process's environment.
+    pub fn to_url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => url.clone(),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",

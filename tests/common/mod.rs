@@ -14,6 +14,7 @@ use serde_json::Value;
 use tidings::app::Application;
 use tidings::config::{DatabaseUrl, MailTransportKind, Settings};
 
+#[allow(unused_imports)]
 pub use smtp::{Received, Reply, SmtpServer};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
