@@ -119,12 +119,15 @@ impl Application {
             TcpListener::bind(settings.listen).with_context(|| format!("listening on {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let core = Core::open(settings).await?;
+        let client_ip = http::ClientIp::new(&core.settings.trusted_proxies);
+        let limits = http::Limits::new(&core.settings, &client_ip).map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {
             store: core.store.clone(),
             settings: Arc::clone(&core.settings),
             signer: core.signer.clone(),
             pages: Pages::new().context("loading page templates")?,
             messages: Arc::clone(&core.messages),
+            client_ip,
             outbox_wake: Arc::clone(&core.outbox_wake),
             digest_wake: Arc::clone(&core.digest_wake),
         });
@@ -133,7 +136,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(http::security_headers())
                 .wrap(from_fn(http::request_span))
-                .configure(http::configure)
+                .configure(|cfg| http::configure(cfg, &limits))
                 .default_service(web::to(http::not_found))
         })
         .listen(listener)?

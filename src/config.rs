@@ -49,6 +49,26 @@ pub struct Settings {
     /// Feed fetching: time limit, size limit, and whether feeds may live on
     /// loopback or private addresses (off: a guard against SSRF).
     pub feed_timeout_secs: u64,
+    /// Signups (`POST /subscriptions`) and confirmations per client IP per
+    /// minute; 0 turns the limit off.
+    pub signup_rate_per_minute: u32,
+    pub confirm_rate_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (your reverse proxies).
+    #[serde(deserialize_with = "list_of")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Origins (e.g. `https://blog.example.org`) that may post the signup
+    /// form or call the JSON API from a browser.
+    #[serde(deserialize_with = "list_of")]
+    pub allowed_origins: Vec<String>,
+    /// Signups for these domains (and their subdomains) get the usual answer
+    /// and are dropped: disposable-mail services, say.
+    #[serde(deserialize_with = "list_of")]
+    pub blocked_domains: Vec<String>,
+    /// Form posts sooner than this after the form was served are dropped
+    /// silently (bots fill forms instantly); 0 turns the check off.
+    pub form_min_fill_ms: u64,
+    /// Whether `POST /subscriptions` takes JSON (the API) besides the form.
+    pub json_signups: bool,
     pub feed_max_bytes: u64,
     pub feed_allow_private_hosts: bool,
     pub log: String,
@@ -118,6 +138,27 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
     }
 }
 
+/// A list from a TOML array, or from one comma-separated string (the form an
+/// environment variable gives).
+fn list_of<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Raw::Many(v) => v,
+    };
+    items.iter().map(|s| s.trim().parse::<T>().map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))).collect()
+}
+
 fn mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<Mailbox>().map_err(|e| serde::de::Error::custom(format!("not a valid sender {s:?}: {e}")))
@@ -158,6 +199,21 @@ impl Default for Settings {
             retry_max_ms: 3_600_000,
             outbox_poll_ms: 1_000,
             feed_timeout_secs: 10,
+            signup_rate_per_minute: 20,
+            confirm_rate_per_minute: 60,
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            blocked_domains: [
+                "mailinator.com",
+                "guerrillamail.com",
+                "10minutemail.com",
+                "yopmail.com",
+                "temp-mail.org",
+            ]
+            .map(String::from)
+            .to_vec(),
+            form_min_fill_ms: 2_000,
+            json_signups: true,
             feed_max_bytes: 5 * 1024 * 1024,
             feed_allow_private_hosts: false,
             log: "info".into(),
@@ -239,6 +295,12 @@ impl Settings {
         if slugs.windows(2).any(|w| w[0] == w[1]) {
             return fail("lists", "two lists share a slug");
         }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return fail(
+                "allowed_origins (TIDINGS_ALLOWED_ORIGINS)",
+                &format!("{bad:?} is not an origin like https://blog.example.org"),
+            );
+        }
         if self.lists.iter().filter_map(|l| l.feed_url.as_ref()).any(|u| !matches!(u.scheme(), "http" | "https")) {
             return fail("lists.feed_url", "must be an http:// or https:// URL");
         }
@@ -261,6 +323,11 @@ impl Settings {
             return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The origin this service is reached at, e.g. `https://news.example.org`.
+    pub fn own_origin(&self) -> String {
+        self.base_url.origin().ascii_serialization()
     }
 
     /// The domain used in `List-Id` and `Message-ID` headers.
@@ -291,9 +358,24 @@ impl Settings {
     }
 }
 
+/// `scheme://host[:port]` and nothing more.
+fn is_origin(s: &str) -> bool {
+    Url::parse(s).is_ok_and(|u| u.origin().ascii_serialization() == s.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_come_from_arrays_or_comma_strings() {
+        let s = Settings::from_toml_str("trusted_proxies = \"10.0.0.1, ::1\"\nblocked_domains = [\"a.org\"]").unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.blocked_domains, ["a.org"]);
+        assert!(Settings::from_toml_str("trusted_proxies = \"nope\"").is_err());
+        assert!(Settings::from_toml_str("allowed_origins = \"https://blog.example.org/path\"").is_err());
+        assert!(Settings::from_toml_str("allowed_origins = \"https://blog.example.org\"").is_ok());
+    }
 
     #[test]
     fn default_toml_matches_code_defaults() {

@@ -16,6 +16,8 @@ const ID_CHARS: usize = 22;
 pub enum TokenKind {
     Confirm,
     Unsubscribe,
+    /// The time a signup form was served, in Unix milliseconds.
+    FormIssued,
 }
 
 impl TokenKind {
@@ -23,6 +25,7 @@ impl TokenKind {
         match self {
             Self::Confirm => b"tidings/confirm/v1",
             Self::Unsubscribe => b"tidings/unsubscribe/v1",
+            Self::FormIssued => b"tidings/form-issued/v1",
         }
     }
 }
@@ -69,7 +72,11 @@ impl Signer {
     /// Returns the token's id when the MAC is right.
     pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, TokenError> {
         let (id, mac) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
-        if id.len() != ID_CHARS || URL_SAFE_NO_PAD.decode(id).is_err() {
+        let well_formed = match kind {
+            TokenKind::FormIssued => (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()),
+            TokenKind::Confirm | TokenKind::Unsubscribe => id.len() == ID_CHARS && URL_SAFE_NO_PAD.decode(id).is_ok(),
+        };
+        if !well_formed {
             return Err(TokenError::Malformed);
         }
         let mac = URL_SAFE_NO_PAD.decode(mac).ok().filter(|m| m.len() == MAC_BYTES).ok_or(TokenError::Malformed)?;

@@ -1,6 +1,7 @@
 //! HTTP: routes grouped by audience, one error type, page rendering, and the
 //! middleware every answer passes through (request ids, security headers).
 
+mod abuse;
 mod admin;
 mod body;
 mod error;
@@ -36,14 +37,19 @@ pub struct AppState {
     pub signer: Signer,
     pub pages: Pages,
     pub messages: Arc<Messages>,
+    pub client_ip: ClientIp,
     /// Wake the senders when a request has queued mail.
     pub outbox_wake: Arc<Notify>,
     pub digest_wake: Arc<Notify>,
 }
 
-/// Registers every route, the middleware and the fallbacks.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(public::routes).configure(unsubscribe::routes).configure(admin::routes);
+pub use abuse::{ClientIp, Limits};
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
+    public::routes(cfg, limits);
+    unsubscribe::routes(cfg);
+    admin::routes(cfg);
 }
 
 pub fn security_headers() -> DefaultHeaders {
@@ -101,7 +107,7 @@ pub fn evidence(req: &HttpRequest, state: &AppState, source: &str) -> Evidence {
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(512).collect());
     Evidence {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: state.client_ip.of(req.peer_addr(), req.headers()).map(|ip| ip.to_string()),
         user_agent,
         source: source.to_owned(),
         consent_version: state.settings.consent_version.clone(),

@@ -22,6 +22,8 @@ pub struct SignupForm {
     pub checked: Vec<String>,
     pub error: Option<String>,
     pub error_email: bool,
+    /// The signed time the form was served (see `abuse::form_token`).
+    pub form_token: String,
 }
 
 impl Pages {
@@ -71,6 +73,7 @@ impl Pages {
             "name": form.name,
             "error": form.error,
             "error_email": form.error_email,
+            "form_token": form.form_token,
         });
         self.page(status, "signup", &data)
     }

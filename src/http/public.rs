@@ -5,6 +5,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use actix_governor::Governor;
+use actix_web::http::Method;
+use actix_web::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    HeaderValue, ORIGIN, VARY,
+};
+use actix_web::middleware::Condition;
+
+use super::abuse::{self, Limits};
 use super::body::{self, Kind};
 use super::error::ApiError;
 use super::pages::SignupForm;
@@ -12,16 +21,48 @@ use super::{AppState, evidence};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
 use crate::store::subscriptions::{ConfirmOutcome, SignupRequest};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.route("/", web::get().to(signup_form))
-        .route("/subscriptions", web::post().to(subscribe))
+        .service(
+            web::resource("/subscriptions")
+                .wrap(Condition::new(limits.signup_on, Governor::new(&limits.signup)))
+                .route(web::post().to(subscribe))
+                .route(web::method(Method::OPTIONS).to(preflight)),
+        )
         .route("/subscriptions/confirm", web::get().to(confirm_page))
-        .route("/subscriptions/confirm", web::post().to(confirm))
+        .service(
+            web::resource("/subscriptions/confirm")
+                .wrap(Condition::new(limits.confirm_on, Governor::new(&limits.confirm)))
+                .route(web::post().to(confirm)),
+        )
         .route("/health", web::get().to(health));
 }
 
 async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
-    state.pages.signup(StatusCode::OK, &state.settings.lists, &SignupForm::default())
+    let form = SignupForm { form_token: abuse::form_token(&state.signer), ..SignupForm::default() };
+    state.pages.signup(StatusCode::OK, &state.settings.lists, &form)
+}
+
+/// CORS for the JSON API: only configured origins may call it from a browser.
+fn cors(req: &HttpRequest, state: &AppState, answer: &mut HttpResponse) {
+    let Some(origin) = req.headers().get(ORIGIN) else { return };
+    if abuse::from_allowed_origin(req.headers(), &state.settings) {
+        answer.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        answer.headers_mut().insert(VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !abuse::from_allowed_origin(req.headers(), &state.settings) {
+        return HttpResponse::Forbidden().json(json!({ "error": "this origin may not call the signup API" }));
+    }
+    let mut answer = HttpResponse::NoContent()
+        .insert_header((ACCESS_CONTROL_ALLOW_METHODS, "POST"))
+        .insert_header((ACCESS_CONTROL_ALLOW_HEADERS, "content-type"))
+        .insert_header((ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish();
+    cors(&req, &state, &mut answer);
+    answer
 }
 
 /// A signup as it arrives, before any of it is trusted.
@@ -34,6 +75,8 @@ struct RawSignup {
     /// The form's hidden honeypot field: people leave it empty, bots do not.
     #[serde(default)]
     website: Option<String>,
+    #[serde(skip)]
+    form_token: Option<String>,
 }
 
 impl RawSignup {
@@ -45,6 +88,7 @@ impl RawSignup {
                 "name" => raw.name = Some(value),
                 "lists" | "lists[]" => raw.lists.push(value),
                 "website" => raw.website = Some(value),
+                "form_token" => raw.form_token = Some(value),
                 _ => {}
             }
         }
@@ -99,10 +143,24 @@ async fn subscribe(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = body::kind(&req);
+    let mut answer = signup(&req, payload, &state).await?;
+    cors(&req, &state, &mut answer);
+    Ok(answer)
+}
+
+async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    if !abuse::origin_allowed(req.headers(), &state.settings) {
+        return Ok(HttpResponse::Forbidden().json(json!({ "error": "signups from this site are not accepted" })));
+    }
+    let kind = body::kind(req);
     let body = body::read(payload).await?;
     let (raw, source) = match kind {
-        Kind::Json => (RawSignup::from_json(&body)?, SignupSource::Api),
+        Kind::Json if state.settings.json_signups => (RawSignup::from_json(&body)?, SignupSource::Api),
+        Kind::Json => {
+            return Ok(
+                HttpResponse::Forbidden().json(json!({ "error": "this service takes signups from its form only" }))
+            );
+        }
         Kind::Form => (RawSignup::from_form(&body), SignupSource::Form),
         Kind::Other => return Err(ApiError::UnsupportedMediaType),
     };
@@ -120,11 +178,19 @@ async fn subscribe(
         ),
     }
     };
+    // Bots get the answer people get, so they cannot learn what stopped them.
     if raw.website.as_deref().is_some_and(|w| !w.is_empty()) {
         tracing::info!("honeypot filled: signup dropped");
         return Ok(accepted());
     }
-    let valid = match (validate(&raw, &state), source) {
+    if source == SignupSource::Form
+        && !abuse::from_allowed_origin(req.headers(), &state.settings)
+        && !abuse::filled_by_a_person(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms)
+    {
+        tracing::info!("form posted too fast or without a valid form token: signup dropped");
+        return Ok(accepted());
+    }
+    let valid = match (validate(&raw, state), source) {
         (Ok(valid), _) => valid,
         (Err(ApiError::Invalid { field, message }), SignupSource::Form) => {
             let form = SignupForm {
@@ -133,19 +199,24 @@ async fn subscribe(
                 checked: raw.lists.clone(),
                 error: Some(message),
                 error_email: field == "email",
+                form_token: raw.form_token.clone().unwrap_or_default(),
             };
             return Ok(state.pages.signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
         }
         (Err(e), _) => return Err(e),
     };
     let redacted = valid.email.redacted();
+    if abuse::blocked(&valid.email, &state.settings) {
+        tracing::info!(email = %redacted, "blocked domain: signup dropped");
+        return Ok(accepted());
+    }
     let outcome = state
         .store
         .signup(SignupRequest {
             email: valid.email,
             name: valid.name,
             lists: valid.lists,
-            evidence: evidence(&req, &state, source.as_str()),
+            evidence: evidence(req, state, source.as_str()),
             token_ttl: state.settings.confirm_token_ttl(),
             confirmations_per_day: state.settings.confirmations_per_day,
         })

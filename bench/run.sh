@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Tidings benchmark. Builds the release binary, starts what it needs on
+# loopback (postfix's smtp-sink, PostgreSQL), measures, prints a table and
+# appends it to BENCHMARKS.md. It reports; it never asserts a time.
+#
+#   bench/run.sh            full run (100,000 and 1,000,000 recipients, both backends)
+#   bench/run.sh --quick    a small run for CI, so the benchmark cannot rot
+#
+# Environment: TIDINGS_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+# BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+if ((quick)); then
+  N=2000; N_BIG=0; RUNS=1; WRK_SECS=3; REF_MSGS=5000; STARTS=3
+else
+  N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5
+fi
+backends=${BENCH_BACKENDS:-"sqlite postgres"}
+concurrency=${BENCH_CONCURRENCY:-32}
+pg_admin=${TIDINGS_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export PGOPTIONS="--client-min-messages=warning"
+
+need=()
+command -v smtp-sink >/dev/null || need+=(postfix)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v wrk >/dev/null || need+=(wrk)
+command -v psql >/dev/null || need+=(postgresql-client)
+if ((${#need[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidings-target}"
+cargo build --release --locked -q
+bin="$CARGO_TARGET_DIR/release/tidings"
+
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+now_ns() { date +%s%N; }
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+admin="bench-admin-token-0123456789"
+
+sink_port=$(free_port)
+smtp-sink -u "$(id -un)" "127.0.0.1:$sink_port" 2048 &
+pids+=($!)
+sleep 0.3
+
+echo "reference: smtp-source -d -s 16 -m $REF_MSGS -l 5000 into smtp-sink"
+ref_rates=()
+for _ in $(seq 1 "$RUNS"); do
+  t0=$(now_ns)
+  smtp-source -d -s 16 -m "$REF_MSGS" -l 5000 "127.0.0.1:$sink_port"
+  t1=$(now_ns)
+  ref_rates+=("$(awk -v n="$REF_MSGS" -v t=$((t1 - t0)) 'BEGIN {printf "%.0f", n / (t / 1e9)}')")
+done
+ref=$(printf '%s\n' "${ref_rates[@]}" | median)
+echo "  smtp-source: ${ref_rates[*]} msg/s (median $ref)"
+
+db_url() { # backend name -> fresh database URL
+  case "$1" in
+    sqlite) echo "sqlite://$work/$2.db" ;;
+    postgres)
+      psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2" >/dev/null
+      echo "${pg_admin%/*}/$2" ;;
+  esac
+}
+drop_db() { [ "$1" = postgres ] && psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null || true; }
+
+serve() { # url port extra-env... ; prints pid
+  local url="$1" port="$2"; shift 2
+  env TIDINGS_DATABASE_URL="$url" TIDINGS_LISTEN="127.0.0.1:$port" TIDINGS_BASE_URL="https://news.example.org" \
+    TIDINGS_MAIL_TRANSPORT=smtp TIDINGS_SMTP_URL="smtp://127.0.0.1:$sink_port" TIDINGS_ADMIN_TOKEN="$admin" \
+    TIDINGS_SMTP_CONCURRENCY="$concurrency" TIDINGS_LOG=warn TIDINGS_DATABASE_POOL_SIZE=16 "$@" \
+    "$bin" serve >>"$work/serve.log" 2>&1 &
+  echo $!
+}
+wait_healthy() { for _ in $(seq 1 2000); do curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.005; done; return 1; }
+
+add_posts() { # port run
+  local summary
+  summary=$(printf 'Orthopedic advice for everyday life: what the evidence says about rest, movement, load and recovery, explained for patients. %.0s' 1 2 3 4 5)
+  for i in 1 2 3 4 5; do
+    curl -fs -o /dev/null -H "Authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$1/admin/posts" \
+      -d "{\"title\":\"Run $2, post $i: knees, hips and the evidence\",\"url\":\"https://blog.example.org/$2/$i\",\"summary\":\"$summary\",\"published_at\":\"2026-11-2${i}T10:00:00Z\",\"lists\":[\"orthopedic\"]}"
+  done
+}
+
+digest_run() { # port -> "trigger_ms rate"
+  local port=$1 t0 t1 t2 id status
+  t0=$(now_ns)
+  id=$(curl -fs -H "Authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port/admin/digests" \
+    -d '{"list":"orthopedic"}' | sed 's/.*"id":\([0-9]*\).*/\1/')
+  t1=$(now_ns)
+  while :; do
+    status=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$port/admin/digests/$id")
+    case "$status" in *'"status":"sent"'*|*'"status":"failed"'*) break ;; esac
+    sleep 0.02
+  done
+  t2=$(now_ns)
+  local sent
+  sent=$(echo "$status" | sed 's/.*"sent":\([0-9]*\).*/\1/')
+  awk -v a=$((t1 - t0)) -v b=$((t2 - t0)) -v n="$sent" 'BEGIN {printf "%.0f %.0f\n", a / 1e6, n / (b / 1e9)}'
+}
+
+declare -A result
+for backend in $backends; do
+  echo "== $backend"
+  name="tidings_bench_$$_$backend"
+  url=$(db_url "$backend" "$name")
+  env TIDINGS_DATABASE_URL="$url" TIDINGS_LOG=warn "$bin" migrate
+  t0=$(now_ns); "$root/bench/seed.sh" "$url" orthopedic "$N"; t1=$(now_ns)
+  echo "  seeded $N readers in $(( (t1 - t0) / 1000000 )) ms"
+  port=$(free_port); pid=$(serve "$url" "$port"); pids+=("$pid")
+  wait_healthy "$port"
+  rates=(); triggers=()
+  for run in $(seq 1 "$RUNS"); do
+    add_posts "$port" "$run"
+    read -r trig rate < <(digest_run "$port")
+    echo "  run $run: trigger ${trig} ms, dispatch ${rate} msg/s"
+    rates+=("$rate"); triggers+=("$trig")
+  done
+  result[$backend,rate]=$(printf '%s\n' "${rates[@]}" | median)
+  result[$backend,rates]="${rates[*]}"
+  result[$backend,trigger]=$(printf '%s\n' "${triggers[@]}" | median)
+  result[$backend,hwm]=$(( $(hwm_kb "$pid") / 1024 ))
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  drop_db "$backend" "$name"
+
+  if ((N_BIG)); then
+    name="tidings_bench_big_$$_$backend"
+    url=$(db_url "$backend" "$name")
+    env TIDINGS_DATABASE_URL="$url" TIDINGS_LOG=warn "$bin" migrate
+    "$root/bench/seed.sh" "$url" orthopedic "$N_BIG"
+    port=$(free_port); pid=$(serve "$url" "$port"); pids+=("$pid")
+    wait_healthy "$port"
+    add_posts "$port" big
+    read -r trig rate < <(digest_run "$port")
+    echo "  1,000,000: trigger ${trig} ms, dispatch ${rate} msg/s"
+    result[$backend,big_trigger]=$trig; result[$backend,big_rate]=$rate
+    result[$backend,big_hwm]=$(( $(hwm_kb "$pid") / 1024 ))
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    drop_db "$backend" "$name"
+  fi
+
+  # Signups: 64 connections of distinct JSON signups while confirmations drain.
+  name="tidings_bench_signup_$$_$backend"
+  url=$(db_url "$backend" "$name")
+  port=$(free_port); pid=$(serve "$url" "$port" TIDINGS_SIGNUP_RATE_PER_MINUTE=0); pids+=("$pid")
+  wait_healthy "$port"
+  wrk -t 2 -c 64 -d "${WRK_SECS}s" --latency -s "$root/bench/signup.lua" "http://127.0.0.1:$port" > "$work/wrk.txt"
+  result[$backend,rps]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk.txt")
+  result[$backend,p50]=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
+  result[$backend,p99]=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
+  errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {for (i = 3; i <= NF; i += 2) {gsub(",", "", $(i + 1)); n += $(i + 1)}} END {print n + 0}' "$work/wrk.txt")
+  result[$backend,errors]=$errors
+  echo "  signups: ${result[$backend,rps]} req/s, p50 ${result[$backend,p50]}, p99 ${result[$backend,p99]}, errors $errors"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+
+  # Footprint: start to a 200 on /health with an existing database, idle RSS.
+  starts=()
+  for _ in $(seq 1 "$STARTS"); do
+    port=$(free_port)
+    t0=$(now_ns); pid=$(serve "$url" "$port"); pids+=("$pid"); wait_healthy "$port"; t1=$(now_ns)
+    starts+=("$(( (t1 - t0) / 1000000 ))")
+    sleep 0.2
+    result[$backend,idle]=$(( $(rss_kb "$pid") / 1024 ))
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  done
+  result[$backend,start]=$(printf '%s\n' "${starts[@]}" | median)
+  drop_db "$backend" "$name"
+done
+
+size_mb=$(awk -v b="$(stat -c %s "$bin")" 'BEGIN {printf "%.1f", b / 1048576}')
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r)"
+mode=$([ "$quick" = 1 ] && echo quick || echo full)
+
+table=$(
+  echo "| measure | $(for b in $backends; do printf '%s | ' "$b"; done)"
+  echo "|---|$(for _ in $backends; do printf -- '---|'; done)"
+  row() { local label="$1" key="$2" unit="$3"; printf '| %s | ' "$label"; for b in $backends; do printf '%s%s | ' "${result[$b,$key]:-n/a}" "$unit"; done; echo; }
+  row "dispatch, $N recipients, median of $RUNS (msg/s)" rate ""
+  row "dispatch runs (msg/s)" rates ""
+  printf '| ratio to smtp-source (%s msg/s) | ' "$ref"; for b in $backends; do awk -v a="${result[$b,rate]}" -v r="$ref" 'BEGIN {printf "%.2f | ", a / r}'; done; echo
+  row "trigger, $N recipients (ms)" trigger ""
+  row "peak RSS, $N recipients (MB)" hwm ""
+  if ((N_BIG)); then
+    row "trigger, $N_BIG recipients (ms)" big_trigger ""
+    row "dispatch, $N_BIG recipients (msg/s)" big_rate ""
+    row "peak RSS, $N_BIG recipients (MB)" big_hwm ""
+  fi
+  row "signups, 64 connections, ${WRK_SECS}s (req/s)" rps ""
+  row "signup latency p50" p50 ""
+  row "signup latency p99" p99 ""
+  row "signup errors (non-2xx + socket)" errors ""
+  row "start to healthy, median of $STARTS (ms)" start ""
+  row "idle RSS (MB)" idle ""
+  echo "| release binary | $(for _ in $backends; do printf '%s MB | ' "$size_mb"; done)"
+)
+echo
+echo "$table"
+
+{
+  echo
+  echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
+  echo
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; rate = recipients / (time from \`POST /admin/digests\` to \`status: sent\`); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups), signup rate limit off, confirmations draining to the sink."
+  echo
+  echo "$table"
+} >> "$root/BENCHMARKS.md"
+echo "appended to BENCHMARKS.md"
