@@ -19,6 +19,7 @@ if ((quick)); then
 else
   N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5
 fi
+N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}
 backends=${BENCH_BACKENDS:-"sqlite postgres"}
 concurrency=${BENCH_CONCURRENCY:-32}
 pg_admin=${TIDINGS_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -39,7 +40,7 @@ bin="$CARGO_TARGET_DIR/release/tidings"
 
 work=$(mktemp -d)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
 now_ns() { date +%s%N; }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{PgConnection, RunQueryDsl, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -127,12 +128,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
         // WAL lets readers run beside the writer; NORMAL sync is durable
         // across application crashes and loses at most the last commits on
         // power loss; the busy timeout covers other processes (CLI, worker).
-        diesel::sql_query(
+        // batch_execute runs every statement; sql_query would run only the first.
+        conn.batch_execute(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
         )
-        .execute(conn)
-        .map(drop)
         .map_err(diesel::r2d2::Error::QueryError)
     }
 }
@@ -241,5 +241,35 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_connections_get_every_pragma() {
+        let path = std::env::temp_dir().join(format!("tidings-pragmas-{}.db", uuid::Uuid::new_v4()));
+        let store = Store::connect(&DatabaseUrl::Sqlite(path.clone()), 2).await.unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            v: i64,
+        }
+        let read = |column: &'static str, pragma: &'static str| {
+            store.read(move |conn| {
+                let AnyConn::Sqlite(c) = conn else { unreachable!() };
+                let rows: Vec<Value> =
+                    diesel::sql_query(format!("SELECT {column} AS v FROM pragma_{pragma}")).load(&mut **c)?;
+                Ok(rows[0].v)
+            })
+        };
+        assert_eq!(read("foreign_keys", "foreign_keys").await.unwrap(), 1);
+        assert_eq!(read("timeout", "busy_timeout").await.unwrap(), 10_000);
+        assert_eq!(read("synchronous", "synchronous").await.unwrap(), 1, "NORMAL");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }
