@@ -97,20 +97,69 @@ const UNSUBSCRIBE_SLOT: &str = "\u{E000}unsubscribe\u{E000}";
 pub struct PreparedDigest {
     list_name: String,
     list_slug: String,
-    /// With a greeting by name, and without.
-    named: Rendered,
-    anonymous: Rendered,
+    subject: String,
+    /// With a greeting by name, and without: (HTML, text).
+    named: (Pieces, Pieces),
+    anonymous: (Pieces, Pieces),
+}
+
+/// A rendered body cut at its per-reader slots, so a reader's copy is a
+/// few copies, never a search through 5 KB.
+#[derive(Debug, Clone)]
+struct Pieces(Vec<Piece>);
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Name,
+    Unsubscribe,
+}
+
+impl Pieces {
+    fn cut(rendered: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut rest = rendered;
+        loop {
+            let name = rest.find(NAME_SLOT).map(|i| (i, Piece::Name, NAME_SLOT.len()));
+            let unsubscribe = rest.find(UNSUBSCRIBE_SLOT).map(|i| (i, Piece::Unsubscribe, UNSUBSCRIBE_SLOT.len()));
+            let next = match (name, unsubscribe) {
+                (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+                (a, b) => a.or(b),
+            };
+            let Some((at, piece, len)) = next else { break };
+            pieces.push(Piece::Text(rest[..at].to_owned()));
+            pieces.push(piece);
+            rest = &rest[at + len..];
+        }
+        pieces.push(Piece::Text(rest.to_owned()));
+        Self(pieces)
+    }
+
+    fn fill(&self, name: &str, unsubscribe_url: &str) -> String {
+        let size: usize = self.0.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 64 }).sum();
+        let mut out = String::with_capacity(size);
+        for piece in &self.0 {
+            out.push_str(match piece {
+                Piece::Text(t) => t,
+                Piece::Name => name,
+                Piece::Unsubscribe => unsubscribe_url,
+            });
+        }
+        out
+    }
 }
 
 impl Messages {
     pub fn prepare_digest(&self, content: &DigestContent) -> Result<PreparedDigest, MessageError> {
         let render =
             |name: Option<&str>| self.renderer.render("digest", &self.digest_data(content, name, UNSUBSCRIBE_SLOT));
+        let (named, anonymous) = (render(Some(NAME_SLOT))?, render(None)?);
         Ok(PreparedDigest {
             list_name: content.list.name.clone(),
             list_slug: content.list.slug.clone(),
-            named: render(Some(NAME_SLOT))?,
-            anonymous: render(None)?,
+            subject: named.subject.clone(),
+            named: (Pieces::cut(&named.html), Pieces::cut(&named.text)),
+            anonymous: (Pieces::cut(&anonymous.html), Pieces::cut(&anonymous.text)),
         })
     }
 
@@ -157,15 +206,12 @@ impl Messages {
         unsubscribe_id: &str,
     ) -> Result<Outgoing, MessageError> {
         let unsubscribe_url = self.links.unsubscribe_url(unsubscribe_id);
-        let template = if name.is_some() { &digest.named } else { &digest.anonymous };
+        let (html, text) = if name.is_some() { &digest.named } else { &digest.anonymous };
         let name = name.unwrap_or("");
         let personal = Rendered {
-            subject: template.subject.clone(),
-            html: template
-                .html
-                .replace(NAME_SLOT, &handlebars::html_escape(name))
-                .replace(UNSUBSCRIBE_SLOT, &handlebars::html_escape(&unsubscribe_url)),
-            text: template.text.replace(NAME_SLOT, name).replace(UNSUBSCRIBE_SLOT, &unsubscribe_url),
+            subject: digest.subject.clone(),
+            html: html.fill(&handlebars::html_escape(name), &handlebars::html_escape(&unsubscribe_url)),
+            text: text.fill(name, &unsubscribe_url),
         };
         let headers =
             ListHeaders { name: &digest.list_name, slug: &digest.list_slug, unsubscribe_url: &unsubscribe_url };

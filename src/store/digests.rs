@@ -405,6 +405,16 @@ per_backend! {
     /// Marks a digest finished once no delivery is pending: `sent` when any
     /// message went out (or none was due), `failed` when every one failed.
     fn finish_if_done(c: &mut Conn, digest: i64, now: NaiveDateTime) -> QueryResult<()> {
+        // Cheap (an index probe) on every commit; the full count runs once.
+        let pending = deliveries::table
+            .filter(deliveries::digest_id.eq(digest))
+            .filter(deliveries::status.eq("pending"))
+            .select(deliveries::id)
+            .first::<i64>(c)
+            .optional()?;
+        if pending.is_some() {
+            return Ok(());
+        }
         let counts: Vec<(String, i64)> = deliveries::table
             .filter(deliveries::digest_id.eq(digest))
             .group_by(deliveries::status)
