@@ -7,7 +7,7 @@
 #   bench/run.sh --quick    a small run for CI, so the benchmark cannot rot
 #
 # Environment: TIDINGS_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
-# BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (32).
+# BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,7 +21,7 @@ else
 fi
 N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}
 backends=${BENCH_BACKENDS:-"sqlite postgres"}
-concurrency=${BENCH_CONCURRENCY:-32}
+concurrency=${BENCH_CONCURRENCY:-64}
 pg_admin=${TIDINGS_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export PGOPTIONS="--client-min-messages=warning"
 

@@ -31,6 +31,12 @@ pub(crate) mod sqlite {
         Ok(())
     }
 
+    /// SQLite's `synchronous = NORMAL` already commits without waiting for
+    /// the disk.
+    pub(crate) fn relaxed_commit(_c: &mut Conn) -> Result<(), Error> {
+        Ok(())
+    }
+
     pub(crate) fn due_delivery_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
         deliveries::table
             .filter(deliveries::status.eq("pending"))
@@ -74,6 +80,14 @@ pub(crate) mod pg {
     /// Serialises concurrent signups of one address across processes.
     pub(crate) fn lock_subscriber(c: &mut Conn, id: i64) -> Result<(), Error> {
         subscribers::table.find(id).select(subscribers::id).for_update().first::<i64>(c).map(drop)
+    }
+
+    /// Lets this transaction commit without waiting for the WAL flush. Used
+    /// for delivery bookkeeping only: the commit survives a crash of Tidings;
+    /// a crash of the database server itself may forget the last results,
+    /// and those messages are sent again (duplicates, never losses).
+    pub(crate) fn relaxed_commit(c: &mut Conn) -> Result<(), Error> {
+        diesel::sql_query("SET LOCAL synchronous_commit = off").execute(c).map(drop)
     }
 
     /// Serialises digest triggers of one list across processes.

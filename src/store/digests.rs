@@ -296,6 +296,7 @@ per_backend! {
     pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<DeliveryJob>> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
+            relaxed_commit(c)?;
             let ids = due_delivery_ids(c, now, limit)?;
             if ids.is_empty() {
                 return Ok(Vec::new());
@@ -344,6 +345,7 @@ per_backend! {
     pub(crate) fn record(c: &mut Conn, results: &[(i64, i64, DeliveryResult)]) -> QueryResult<()> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
+            relaxed_commit(c)?;
             let ids_with = |want: fn(&DeliveryResult) -> bool| -> Vec<i64> {
                 results.iter().filter(|r| want(&r.2)).map(|r| r.0).collect()
             };

@@ -56,7 +56,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// How long a request waits for a database connection before answering 503.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) enum AnyConn {
     Sqlite(PooledConnection<ConnectionManager<SqliteConnection>>),
