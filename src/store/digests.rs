@@ -43,6 +43,10 @@ pub struct DigestStatus {
     pub failed: i64,
     pub skipped: i64,
     pub pending: i64,
+    /// Pending deliveries that failed at least once and wait for a retry.
+    pub retrying: i64,
+    /// The most recent error of a pending delivery, while there is one.
+    pub last_error: Option<String>,
     #[serde(serialize_with = "super::utc")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "super::utc_opt")]
@@ -272,25 +276,46 @@ per_backend! {
             .group_by((deliveries::digest_id, deliveries::status))
             .select((deliveries::digest_id, deliveries::status, count_star()))
             .load(c)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, list, subject, status, recipients, created_at, finished_at)| {
-                let n = |s: &str| counts.iter().filter(|(d, st, _)| *d == id && st == s).map(|r| r.2).sum();
-                DigestStatus {
-                    sent: n("sent"),
-                    failed: n("failed"),
-                    skipped: n("skipped"),
-                    pending: n("pending"),
-                    id,
-                    list,
-                    subject,
-                    status,
-                    recipients,
-                    created_at,
-                    finished_at,
-                }
-            })
-            .collect())
+        let retrying: Vec<(i64, i64)> = deliveries::table
+            .filter(deliveries::digest_id.eq_any(&ids))
+            .filter(deliveries::status.eq("pending"))
+            .filter(deliveries::attempts.gt(0))
+            .group_by(deliveries::digest_id)
+            .select((deliveries::digest_id, count_star()))
+            .load(c)?;
+        let mut statuses = Vec::with_capacity(rows.len());
+        for (id, list, subject, status, recipients, created_at, finished_at) in rows {
+            let retrying = retrying.iter().find(|r| r.0 == id).map_or(0, |r| r.1);
+            let last_error = if retrying > 0 {
+                deliveries::table
+                    .filter(deliveries::digest_id.eq(id))
+                    .filter(deliveries::status.eq("pending"))
+                    .filter(deliveries::last_error.is_not_null())
+                    .select(deliveries::last_error)
+                    .first::<Option<String>>(c)
+                    .optional()?
+                    .flatten()
+            } else {
+                None
+            };
+            let n = |s: &str| counts.iter().filter(|(d, st, _)| *d == id && st == s).map(|r| r.2).sum();
+            statuses.push(DigestStatus {
+                sent: n("sent"),
+                failed: n("failed"),
+                skipped: n("skipped"),
+                pending: n("pending"),
+                retrying,
+                last_error,
+                id,
+                list,
+                subject,
+                status,
+                recipients,
+                created_at,
+                finished_at,
+            });
+        }
+        Ok(statuses)
     }
 
     pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<DeliveryJob>> {
