@@ -185,3 +185,59 @@ async fn kill_nine_mid_digest_resumes_without_losing_anyone(backend: Backend) {
     eprintln!("{} kills, {duplicates} duplicates, {} messages", kills.len(), smtp.received().len());
     assert!(duplicates <= kills.len() * CONCURRENCY, "{duplicates} duplicates after {} kills", kills.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_show_tokens_or_full_addresses() {
+    let smtp = SmtpServer::start().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let port = common::free_port();
+    let mut serve = tidings(&db, smtp.port);
+    serve
+        .arg("serve")
+        .env("TIDINGS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TIDINGS_LOG", "debug")
+        .env("TIDINGS_FORM_MIN_FILL_MS", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = serve.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let email = "secret.reader@example.com";
+    let res = client
+        .post(format!("{base}/subscriptions"))
+        .json(&serde_json::json!({ "email": email, "name": "Secret Name", "lists": ["orthopedic"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let mail = smtp.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    let confirm = mail.link("http://tidings.test/subscriptions/confirm?token=");
+    let token = confirm.rsplit('=').next().unwrap().to_owned();
+    let page = client.get(format!("{base}/subscriptions/confirm?token={token}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let res = client.post(format!("{base}/subscriptions/confirm")).form(&[("token", &token)]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let unsubscribe = mail.header("List-Unsubscribe").unwrap();
+    let unsubscribe_token = unsubscribe.trim_matches(['<', '>']).rsplit('/').next().unwrap().to_owned();
+    let res = client.post(format!("{base}/unsubscribe/{unsubscribe_token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // SIGTERM, then read everything it logged.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(log.contains("signup"), "the log is not empty: {log}");
+    assert!(log.contains("s***@example.com"), "addresses appear redacted: {log}");
+    for secret in [email, "Secret Name", token.as_str(), unsubscribe_token.as_str()] {
+        assert!(!log.contains(secret), "{secret:?} appears in the log:\n{log}");
+    }
+    for part in token.split('.').chain(unsubscribe_token.split('.')) {
+        assert!(!log.contains(part), "a token part appears in the log:\n{log}");
+    }
+}
