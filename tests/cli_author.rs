@@ -224,7 +224,12 @@ async fn logs_never_show_tokens_or_full_addresses() {
     assert_eq!(res.status(), 200);
     let unsubscribe = mail.header("List-Unsubscribe").unwrap();
     let unsubscribe_token = unsubscribe.trim_matches(['<', '>']).rsplit('/').next().unwrap().to_owned();
-    let res = client.post(format!("{base}/unsubscribe/{unsubscribe_token}")).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    let res = client
+        .post(format!("{base}/unsubscribe/{unsubscribe_token}"))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 
     // SIGTERM, then read everything it logged.

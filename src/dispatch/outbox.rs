@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
@@ -62,31 +62,34 @@ impl OutboxSender {
                 }
                 continue;
             }
-            // In-flight sends finish even when shutdown is asked for meanwhile.
-            futures_util::stream::iter(jobs)
-                .for_each_concurrent(self.settings.smtp_concurrency, |job| {
+            // In-flight sends finish even when shutdown is asked for meanwhile;
+            // the round's results are recorded in one transaction.
+            let results: Vec<(i64, OutboxResult)> = futures_util::stream::iter(jobs)
+                .map(|job| {
                     let span = tracing::info_span!("outbox", id = job.id);
-                    self.deliver(job).instrument(span)
+                    let id = job.id;
+                    self.deliver(job).instrument(span).map(move |r| (id, r))
                 })
+                .buffer_unordered(self.settings.smtp_concurrency)
+                .collect()
                 .await;
+            self.record(results).await;
         }
     }
 
-    async fn deliver(&self, job: OutboxJob) {
+    async fn deliver(&self, job: OutboxJob) -> OutboxResult {
         let attempts = u32::try_from(job.attempts).unwrap_or(0);
         let message = match &job.confirmation {
             Some(confirmation) => self.messages.confirmation(&job.email, confirmation),
             None => {
-                self.record(job.id, OutboxResult::Failed { error: "unknown outbox kind".into() }).await;
-                return;
+                return OutboxResult::Failed { error: "unknown outbox kind".into() };
             }
         };
         let message = match message {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build outbox mail");
-                self.record(job.id, OutboxResult::Failed { error: e.to_string() }).await;
-                return;
+                return OutboxResult::Failed { error: e.to_string() };
             }
         };
         self.rate.acquire().await;
@@ -112,14 +115,14 @@ impl OutboxSender {
                 OutboxResult::Failed { error }
             }
         };
-        self.record(job.id, record).await;
+        record
     }
 
-    async fn record(&self, id: i64, result: OutboxResult) {
-        if let Err(e) = self.store.record_outbox(id, result).await {
-            // The lease runs out and the row is claimed again: at worst one
-            // duplicate confirmation, never a lost one.
-            tracing::error!(error = %e, "could not record outbox result");
+    async fn record(&self, results: Vec<(i64, OutboxResult)>) {
+        if let Err(e) = self.store.record_outbox(results).await {
+            // The lease runs out and the rows are claimed again: at worst one
+            // round of duplicate confirmations, never a lost one.
+            tracing::error!(error = %e, "could not record outbox results");
         }
     }
 }

@@ -111,6 +111,19 @@ per_backend! {
             .map(drop)
     }
 
+    pub(crate) fn record(c: &mut Conn, results: &[(i64, OutboxResult)]) -> QueryResult<()> {
+        write_tx(c, |c| {
+            for (id, result) in results {
+                match result {
+                    OutboxResult::Sent => mark_sent(c, *id)?,
+                    OutboxResult::Retry { at, error } => mark_retry(c, *id, *at, error)?,
+                    OutboxResult::Failed { error } => mark_failed(c, *id, error)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
     pub(crate) fn pending_count(c: &mut Conn) -> QueryResult<i64> {
         outbox::table.filter(outbox::status.eq("pending")).count().get_result(c)
     }
@@ -131,17 +144,9 @@ impl Store {
         self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?)).await
     }
 
-    pub async fn record_outbox(&self, id: i64, result: OutboxResult) -> StoreResult<()> {
-        self.write(move |conn| {
-            Ok(match result {
-                OutboxResult::Sent => on_backend!(conn, self::mark_sent(id)),
-                OutboxResult::Retry { at, error } => {
-                    on_backend!(conn, self::mark_retry(id, at, &error))
-                }
-                OutboxResult::Failed { error } => on_backend!(conn, self::mark_failed(id, &error)),
-            }?)
-        })
-        .await
+    /// Records a round of send results in one transaction.
+    pub async fn record_outbox(&self, results: Vec<(i64, OutboxResult)>) -> StoreResult<()> {
+        self.write(move |conn| Ok(on_backend!(conn, self::record(&results))?)).await
     }
 
     pub async fn outbox_pending(&self) -> StoreResult<i64> {
