@@ -101,7 +101,7 @@ impl OutboxSender {
                 tracing::info!(url = %self.messages.links.confirm_url(&c.token_public_id), "confirmation link");
             }
         }
-        let record = match verdict(&self.settings, attempts, result) {
+        match verdict(&self.settings, attempts, result) {
             Verdict::Sent => {
                 tracing::info!(message_id = %message.message_id, "confirmation sent");
                 OutboxResult::Sent
@@ -114,8 +114,7 @@ impl OutboxSender {
                 tracing::error!(%error, "confirmation failed for good");
                 OutboxResult::Failed { error }
             }
-        };
-        record
+        }
     }
 
     async fn record(&self, results: Vec<(i64, OutboxResult)>) {
