@@ -6,7 +6,7 @@ set -euo pipefail
 url="$1" list="$2" n="$3"
 case "$url" in
   sqlite://*)
-    sqlite3 "${url#sqlite://}" <<SQL
+    sqlite3 "${url#sqlite://}" >/dev/null <<SQL
 PRAGMA journal_mode = WAL;
 BEGIN;
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $n)

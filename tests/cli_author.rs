@@ -246,3 +246,66 @@ async fn logs_never_show_tokens_or_full_addresses() {
         assert!(!log.contains(part), "a token part appears in the log:\n{log}");
     }
 }
+
+/// SIGTERM: the worker stops claiming, finishes the messages in flight and
+/// records them, and hands back what it had claimed but not started, so the
+/// next worker carries on at once (long before the lease would expire) and
+/// nobody gets the digest twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_sends_and_hands_back_the_rest() {
+    let smtp = SmtpServer::start().await;
+    smtp.set_delay(Duration::from_millis(20));
+    let db = TestDb::new(Backend::Sqlite);
+    let core = Core::open(common::test_settings(&db, smtp.port)).await.unwrap();
+    db.seed_confirmed("orthopedic", "term", 300);
+    let post = tidings::author::PostInput {
+        title: "Shutdown".into(),
+        url: "https://blog.example.org/shutdown".into(),
+        summary: String::new(),
+        published_at: "2026-11-24T10:00:00Z".into(),
+        lists: vec!["orthopedic".into()],
+    };
+    let post = tidings::author::parse_post(&post, &core.settings).unwrap();
+    core.store.upsert_posts(vec![post], tidings::store::posts::ListsMode::Replace).await.unwrap();
+    let TriggerOutcome::Created(digest) =
+        core.store.trigger_digest(ListSlug::parse("orthopedic").unwrap(), None, None).await.unwrap()
+    else {
+        panic!("no digest")
+    };
+    let worker = || {
+        let mut cmd = tidings(&db, smtp.port);
+        cmd.arg("worker")
+            .env("TIDINGS_SMTP_CONCURRENCY", "4")
+            .env("TIDINGS_DELIVERY_LEASE_SECS", "600")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    let first = worker();
+    while smtp.received().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = Instant::now();
+    Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    let exit = tokio::task::spawn_blocking(move || first.wait_with_output().unwrap()).await.unwrap();
+    assert!(exit.status.success(), "clean exit after SIGTERM");
+    assert!(stopping.elapsed() < Duration::from_secs(10), "{:?}", stopping.elapsed());
+    let status = core.store.digest_status(digest.id).await.unwrap().unwrap();
+    assert_eq!(status.sent as usize, smtp.received().len(), "every message sent was recorded");
+    assert!(status.pending > 0, "stopped mid-digest");
+
+    let mut second = worker();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !core.store.digest_status(digest.id).await.unwrap().unwrap().is_finished() {
+        assert!(Instant::now() < deadline, "claims were not handed back: the lease would have to expire");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in smtp.received() {
+        *seen.entry(m.to[0].clone()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 300);
+    assert!(seen.values().all(|&n| n == 1), "graceful shutdown must not cause duplicates");
+}

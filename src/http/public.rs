@@ -120,17 +120,9 @@ fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> 
     }
     let mut lists = Vec::new();
     for wanted in &raw.lists {
-        let known = state.settings.lists.iter().find(|l| l.slug.as_str() == wanted);
-        let Some(list) = known else {
-            let offered: Vec<_> = state.settings.lists.iter().map(|l| l.slug.as_str()).collect();
-            let shown: String = wanted.chars().take(64).collect();
-            return Err(ApiError::invalid(
-                "lists",
-                format!("there is no newsletter called {shown:?}; choose from {}", offered.join(", ")),
-            ));
-        };
-        if !lists.contains(&list.slug) {
-            lists.push(list.slug.clone());
+        let slug = crate::author::known_list(&state.settings, "lists", wanted)?;
+        if !lists.contains(&slug) {
+            lists.push(slug);
         }
     }
     Ok(ValidSignup { email, name, lists })
