@@ -84,6 +84,8 @@ pub enum StoreError {
     Migration(String),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("database unavailable: {0}")]
+    Down(String),
 }
 
 impl StoreError {
@@ -91,7 +93,7 @@ impl StoreError {
     /// later) rather than a query going wrong.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) => true,
+            Self::Unavailable(_) | Self::Down(_) => true,
             Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
                 matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
             }
@@ -118,6 +120,53 @@ pub(crate) fn utc_opt<S: serde::Serializer>(t: &Option<chrono::NaiveDateTime>, s
 #[derive(Clone)]
 pub struct Store {
     pools: Arc<Pools>,
+    signups: tokio::sync::mpsc::Sender<PendingSignup>,
+}
+
+type PendingSignup =
+    (subscriptions::SignupRequest, tokio::sync::oneshot::Sender<StoreResult<subscriptions::SignupOutcome>>);
+
+/// Signups committed together at most.
+const SIGNUP_GROUP: usize = 64;
+/// Groups committed side by side on PostgreSQL.
+const SIGNUP_WRITERS_PG: usize = 4;
+
+/// Takes whatever signups have queued up while the last group was being
+/// committed and commits them as the next group. Several of these run side
+/// by side on PostgreSQL (each group costs round trips on one connection);
+/// one on SQLite, which has one writer anyway.
+async fn commit_signups(store: Store, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<PendingSignup>>>) {
+    loop {
+        let pending = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            let mut pending = vec![first];
+            while pending.len() < SIGNUP_GROUP {
+                match queue.try_recv() {
+                    Ok(next) => pending.push(next),
+                    Err(_) => break,
+                }
+            }
+            pending
+        };
+        let (group, answers): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        match store.signup_group(group).await {
+            Ok(outcomes) => {
+                for (outcome, answer) in outcomes.into_iter().zip(answers) {
+                    let _ = answer.send(outcome.map_err(StoreError::from));
+                }
+            }
+            Err(e) => {
+                let down = e.is_unavailable();
+                let message = e.to_string();
+                for answer in answers {
+                    let error =
+                        if down { StoreError::Down(message.clone()) } else { StoreError::Task(message.clone()) };
+                    let _ = answer.send(Err(error));
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -141,13 +190,25 @@ impl Store {
     /// Connects, runs pending migrations and returns a ready store.
     pub async fn connect(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Self> {
         let url = url.clone();
-        let store = tokio::task::spawn_blocking(move || Self::connect_blocking(&url, pool_size))
+        let pools = tokio::task::spawn_blocking(move || Self::connect_blocking(&url, pool_size))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))??;
+        // The queue is bounded: under overload, signups wait here rather than
+        // pile up in memory.
+        let (signups, queue) = tokio::sync::mpsc::channel(SIGNUP_GROUP * 16);
+        let writers = match pools {
+            Pools::Sqlite { .. } => 1,
+            Pools::Pg(_) => SIGNUP_WRITERS_PG,
+        };
+        let store = Self { pools: Arc::new(pools), signups };
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..writers {
+            tokio::spawn(commit_signups(store.clone(), Arc::clone(&queue)));
+        }
         Ok(store)
     }
 
-    fn connect_blocking(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Self> {
+    fn connect_blocking(url: &DatabaseUrl, pool_size: u32) -> StoreResult<Pools> {
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
                 let manager = || ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
@@ -184,7 +245,7 @@ impl Store {
                 Pools::Pg(pool)
             }
         };
-        Ok(Self { pools: Arc::new(pools) })
+        Ok(pools)
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::schema::{
     confirmation_token_lists, confirmation_tokens, consent_events, lists, outbox, subscribers, subscriptions,
 };
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::domain::{EmailAddress, ListSlug, Signer, SubscriberName, SubscriptionStatus};
 
 /// Who asked, from where, how, under which consent text: kept as a
@@ -95,9 +95,19 @@ per_backend! {
         diesel::insert_into(consent_events::table).values(&rows).execute(c).map(drop)
     }
 
-    pub(crate) fn signup(c: &mut Conn, req: &SignupRequest) -> QueryResult<SignupOutcome> {
+    /// Several signups in one transaction, each in a savepoint of its own: one
+    /// commit (one WAL write, one fsync on PostgreSQL) for the whole group,
+    /// and a signup that fails leaves the others intact.
+    pub(crate) fn signup_group(
+        c: &mut Conn,
+        group: &[SignupRequest],
+    ) -> QueryResult<Vec<QueryResult<SignupOutcome>>> {
+        write_tx(c, |c| Ok(group.iter().map(|req| c.transaction(|c| signup(c, req))).collect()))
+    }
+
+    fn signup(c: &mut Conn, req: &SignupRequest) -> QueryResult<SignupOutcome> {
         let now = Utc::now().naive_utc();
-        write_tx(c, |c| {
+        {
             let list_ids: Vec<i64> = lists::table
                 .filter(lists::slug.eq_any(req.lists.iter().map(ListSlug::as_str)))
                 .select(lists::id)
@@ -203,7 +213,7 @@ per_backend! {
                 ))
                 .execute(c)?;
             Ok(SignupOutcome::ConfirmationQueued)
-        })
+        }
     }
 
     pub(crate) fn confirm(c: &mut Conn, public_id: &str, evidence: &Evidence) -> QueryResult<ConfirmOutcome> {
@@ -339,8 +349,16 @@ per_backend! {
 }
 
 impl Store {
+    /// Stores a signup. Concurrent signups are committed together (group
+    /// commit); each answer still waits for its own commit.
     pub async fn signup(&self, req: SignupRequest) -> StoreResult<SignupOutcome> {
-        self.write(move |conn| Ok(on_backend!(conn, self::signup(&req))?)).await
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.signups.send((req, answer)).await.map_err(|_| StoreError::Task("signup writer stopped".into()))?;
+        answered.await.map_err(|_| StoreError::Task("signup writer stopped".into()))?
+    }
+
+    pub(crate) async fn signup_group(&self, group: Vec<SignupRequest>) -> StoreResult<Vec<QueryResult<SignupOutcome>>> {
+        self.write(move |conn| Ok(on_backend!(conn, self::signup_group(&group))?)).await
     }
 
     /// Confirms every list of the signup that issued the token `public_id`.
