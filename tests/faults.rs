@@ -196,6 +196,8 @@ async fn postgres_restart_answers_503_fast_and_recovers() {
     let smtp = SmtpServer::start().await;
     let mut settings = test_settings(&db, smtp.port);
     settings.database_url = tidings::config::DatabaseUrl::Postgres(via_proxy.to_string());
+    // A claim whose commit was cut off is retried when its lease ends.
+    settings.delivery_lease_secs = 3;
     let app = TestApp::spawn_on(settings, smtp, db).await;
 
     let mut accepted = Vec::new();

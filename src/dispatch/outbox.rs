@@ -37,11 +37,10 @@ impl OutboxSender {
         Self { store, mailer, messages, settings, rate, wake }
     }
 
-    /// A claim is a lease long enough for a whole batch to time out in turn;
-    /// a sender that dies leaves its rows to be claimed again after it.
+    /// A claim is a lease: a sender that dies (or loses the database
+    /// mid-claim) leaves its rows to be claimed again when it runs out.
     fn lease(&self) -> chrono::Duration {
-        let rounds = (BATCH as u64).div_ceil(self.settings.smtp_concurrency as u64) + 1;
-        chrono::Duration::seconds((self.settings.smtp_timeout_secs * 2 * rounds + 60) as i64)
+        chrono::Duration::seconds(i64::try_from(self.settings.delivery_lease_secs).unwrap_or(i64::MAX))
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {

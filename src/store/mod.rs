@@ -116,6 +116,24 @@ pub(crate) fn utc_opt<S: serde::Serializer>(t: &Option<chrono::NaiveDateTime>, s
     }
 }
 
+/// Runs `f` on a pooled connection on the blocking thread pool.
+async fn run_on<T, F>(pools: Arc<Pools>, writes: bool, f: F) -> StoreResult<T>
+where
+    F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut conn = match &*pools {
+            Pools::Sqlite { write, .. } if writes => AnyConn::Sqlite(write.get()?),
+            Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
+            Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
+        };
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
 /// A handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -135,7 +153,10 @@ const SIGNUP_WRITERS_PG: usize = 4;
 /// committed and commits them as the next group. Several of these run side
 /// by side on PostgreSQL (each group costs round trips on one connection);
 /// one on SQLite, which has one writer anyway.
-async fn commit_signups(store: Store, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<PendingSignup>>>) {
+///
+/// It holds the pools, not a `Store`: when the last `Store` is dropped the
+/// queue closes, this ends, and the connections close with it.
+async fn commit_signups(pools: Arc<Pools>, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<PendingSignup>>>) {
     loop {
         let pending = {
             let mut queue = queue.lock().await;
@@ -150,7 +171,9 @@ async fn commit_signups(store: Store, queue: Arc<tokio::sync::Mutex<tokio::sync:
             pending
         };
         let (group, answers): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-        match store.signup_group(group).await {
+        let committed =
+            run_on(Arc::clone(&pools), true, move |conn| Ok(on_backend!(conn, subscriptions::signup_group(&group))?));
+        match committed.await {
             Ok(outcomes) => {
                 for (outcome, answer) in outcomes.into_iter().zip(answers) {
                     let _ = answer.send(outcome.map_err(StoreError::from));
@@ -203,7 +226,7 @@ impl Store {
         let store = Self { pools: Arc::new(pools), signups };
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..writers {
-            tokio::spawn(commit_signups(store.clone(), Arc::clone(&queue)));
+            tokio::spawn(commit_signups(Arc::clone(&store.pools), Arc::clone(&queue)));
         }
         Ok(store)
     }
@@ -279,17 +302,7 @@ impl Store {
         F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let pools = Arc::clone(&self.pools);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = match &*pools {
-                Pools::Sqlite { write, .. } if writes => AnyConn::Sqlite(write.get()?),
-                Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
-                Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
-            };
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        run_on(Arc::clone(&self.pools), writes, f).await
     }
 
     /// A trivial query, for health checks.

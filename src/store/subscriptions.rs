@@ -357,10 +357,6 @@ impl Store {
         answered.await.map_err(|_| StoreError::Task("signup writer stopped".into()))?
     }
 
-    pub(crate) async fn signup_group(&self, group: Vec<SignupRequest>) -> StoreResult<Vec<QueryResult<SignupOutcome>>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::signup_group(&group))?)).await
-    }
-
     /// Confirms every list of the signup that issued the token `public_id`.
     pub async fn confirm(&self, public_id: String, evidence: Evidence) -> StoreResult<ConfirmOutcome> {
         self.write(move |conn| Ok(on_backend!(conn, self::confirm(&public_id, &evidence))?)).await
