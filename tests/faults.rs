@@ -159,11 +159,12 @@ async fn garbage_at_every_public_route_never_gets_a_5xx(backend: Backend) {
                 assert!(!res.status().is_server_error(), "{method} {path} ({ct}) -> {}", res.status());
                 sent += 1;
             }
-            // The server may refuse an oversized header block by closing.
-            Err(e) => assert!(round % 7 == 0, "{method} {path}: {e}"),
+            // The server may answer an oversized header block or body early
+            // and close while the client is still sending: a reset, not a 5xx.
+            Err(e) => assert!(round % 7 == 0 || round % 10 == 0, "{method} {path}: {e}"),
         }
     }
-    assert!(sent > 250);
+    assert!(sent > 200, "only {sent} answers");
     // Structured garbage: well-formed JSON of every wrong shape.
     for body in
         [json!(null), json!([]), json!({"email": 5}), json!({"email": "a@example.com", "lists": [null]}), json!("x")]
