@@ -145,8 +145,7 @@ async fn garbage_at_every_public_route_never_gets_a_5xx(backend: Backend) {
         let (method, path) = routes[round % routes.len()];
         let len = if round % 10 == 0 { 70 * 1024 } else { rng.random_range(0..512) };
         let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-        let mut req =
-            app.client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path)).body(body);
+        let mut req = client.request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), app.url(path)).body(body);
         let ct = content_types[round % content_types.len()];
         if let Ok(value) = reqwest::header::HeaderValue::from_str(ct) {
             req = req.header("content-type", value);
