@@ -77,6 +77,9 @@ impl DigestSender {
             };
             if jobs.is_empty() {
                 drop(permits);
+                if let Err(e) = this.store.finish_idle_digests().await {
+                    tracing::warn!(error = %e, "could not close finished digests");
+                }
                 tokio::select! {
                     () = this.wake.notified() => {}
                     () = tokio::time::sleep(poll) => {}

@@ -470,6 +470,22 @@ per_backend! {
             .get_result(c)
     }
 
+    /// Finishes every open digest with nothing pending. Two senders
+    /// committing their last results at once can each still see the other's
+    /// rows as pending; this sweep, run whenever a sender finds no work,
+    /// closes such a digest.
+    pub(crate) fn finish_idle(c: &mut Conn) -> QueryResult<()> {
+        let now = Utc::now().naive_utc();
+        write_tx(c, |c| {
+            let open: Vec<i64> =
+                digests::table.filter(digests::status.eq_any(["queued", "sending"])).select(digests::id).load(c)?;
+            for digest in open {
+                finish_if_done(c, digest, now)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Gives claimed rows back at once (on shutdown), instead of at lease end.
     pub(crate) fn release(c: &mut Conn, ids: &[i64]) -> QueryResult<()> {
         diesel::update(deliveries::table.filter(deliveries::id.eq_any(ids)))
@@ -521,6 +537,10 @@ impl Store {
 
     pub async fn record_deliveries(&self, results: Vec<(i64, i64, DeliveryResult)>) -> StoreResult<()> {
         self.write(move |conn| Ok(on_backend!(conn, self::record(&results))?)).await
+    }
+
+    pub async fn finish_idle_digests(&self) -> StoreResult<()> {
+        self.write(|conn| Ok(on_backend!(conn, self::finish_idle())?)).await
     }
 
     pub async fn release_deliveries(&self, ids: Vec<i64>) -> StoreResult<()> {
