@@ -157,7 +157,10 @@ for backend in $backends; do
   url=$(db_url "$backend" "$name")
   port=$(free_port); pid=$(serve "$url" "$port" TIDINGS_SIGNUP_RATE_PER_MINUTE=0); pids+=("$pid")
   wait_healthy "$port"
-  wrk -t 2 -c 64 -d "${WRK_SECS}s" --latency -s "$root/bench/signup.lua" "http://127.0.0.1:$port" > "$work/wrk.txt"
+  # Every request carries a fill-time token old enough, as a real client's would.
+  token=$(curl -fs "http://127.0.0.1:$port/subscriptions/form-token" | sed -E 's/.*"form_token":"([^"]+)".*/\1/')
+  sleep 2.1
+  wrk -t 2 -c 64 -d "${WRK_SECS}s" --latency -s "$root/bench/signup.lua" "http://127.0.0.1:$port" -- "$token" > "$work/wrk.txt"
   result[$backend,rps]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk.txt")
   result[$backend,p50]=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
   result[$backend,p99]=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
@@ -214,7 +217,7 @@ echo "$table"
   echo
   echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
   echo
-  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; rate = recipients / (time from \`POST /admin/digests\` to \`status: sent\`); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups), signup rate limit off, confirmations draining to the sink."
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; rate = recipients / (time from \`POST /admin/digests\` to \`status: sent\`); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink."
   echo
   echo "$table"
 } >> "$root/BENCHMARKS.md"

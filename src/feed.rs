@@ -23,6 +23,8 @@ pub enum FeedError {
     PrivateHost(String),
     #[error("could not fetch the feed: {0}")]
     Fetch(String),
+    #[error("the feed did not arrive within {0} seconds")]
+    TimedOut(u64),
     #[error("the feed is larger than {0} bytes")]
     TooLarge(u64),
     #[error("not an RSS or Atom feed: {0}")]
@@ -146,7 +148,7 @@ async fn fetch(url: &Url, settings: &Settings) -> Result<Vec<u8>, FeedError> {
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| FeedError::Fetch(e.without_url().to_string()))?;
+        .map_err(|e| fetch_error(e, settings))?;
     let limit = settings.feed_max_bytes;
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(FeedError::TooLarge(limit));
@@ -154,13 +156,21 @@ async fn fetch(url: &Url, settings: &Settings) -> Result<Vec<u8>, FeedError> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| FeedError::Fetch(e.to_string()))?;
+        let chunk = chunk.map_err(|e| fetch_error(e, settings))?;
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(FeedError::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+fn fetch_error(e: reqwest::Error, settings: &Settings) -> FeedError {
+    if e.is_timeout() {
+        FeedError::TimedOut(settings.feed_timeout_secs)
+    } else {
+        FeedError::Fetch(e.without_url().to_string())
+    }
 }
 
 fn is_private(ip: IpAddr) -> bool {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     signups_are_rate_limited_per_client_ip,
     forwarded_for_counts_only_behind_a_trusted_proxy,
+    confirmations_are_rate_limited_per_client_ip,
     confirmation_cap_holds_across_instances,
     honeypot_and_fill_time_drop_bots_silently,
     json_api_gets_the_same_protection,
@@ -78,6 +79,41 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 429, "a forged X-Forwarded-For must not buy a new allowance");
+}
+
+async fn confirmations_are_rate_limited_per_client_ip(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.confirm_rate_per_minute = 3;
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    assert_eq!(app.signup("guessed@example.com", &["orthopedic"]).await.status(), 202);
+    app.smtp.wait_for(1, Duration::from_secs(10)).await;
+    let link = app.smtp.received()[0].link("http://tidings.test/subscriptions/confirm?token=");
+    let token = link.rsplit('=').next().unwrap().to_owned();
+    let confirm = |ip: &'static str, token: String| {
+        app.client
+            .post(app.url("/subscriptions/confirm"))
+            .header("x-forwarded-for", ip)
+            .form(&[("token", token)])
+            .send()
+    };
+    // A guesser runs out of tries; even the right token is then refused.
+    for i in 0..3 {
+        let res = confirm("203.0.113.9", format!("{i}.AAAAAAAAAAAAAAAAAAAAAA")).await.unwrap();
+        assert_eq!(res.status(), 400);
+    }
+    let res = confirm("203.0.113.9", token.clone()).await.unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    assert_eq!(app.db.count("subscriptions WHERE status = 'confirmed'"), 0);
+    // The page behind the link is not limited, and the reader, from their
+    // own address, confirms.
+    let page = app.client.get(app.local(&link)).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(confirm("203.0.113.10", token).await.unwrap().status(), 200);
+    assert_eq!(app.db.count("subscriptions WHERE status = 'confirmed'"), 1);
 }
 
 async fn confirmation_cap_holds_across_instances(backend: Backend) {
@@ -160,6 +196,27 @@ async fn json_api_gets_the_same_protection(backend: Backend) {
     let form = app.post_form("/subscriptions", &[("email", "d@example.com"), ("lists", "orthopedic")]).await;
     assert_eq!(form.status(), 429);
 
+    // The fill time holds for JSON too: a client fetches a token first.
+    let timed = TestApp::spawn_with(backend, |s| s.form_min_fill_ms = 1_500).await;
+    let issued = timed.get("/subscriptions/form-token").await;
+    assert_eq!(issued.headers()["cache-control"], "no-store");
+    let issued = issued.json::<Value>().await.unwrap();
+    assert_eq!(issued["min_fill_ms"], 1_500);
+    let token = issued["form_token"].as_str().unwrap();
+    let timed = &timed;
+    let json_signup = |email: &'static str, token: Option<&str>| {
+        let body = json!({"email": email, "lists": ["orthopedic"], "form_token": token});
+        async move { timed.post_json("/subscriptions", &body).await }
+    };
+    assert_eq!(json_signup("no-token@example.com", None).await.status(), 202);
+    assert_eq!(json_signup("too-fast@example.com", Some(token)).await.status(), 202);
+    assert_eq!(json_signup("forged@example.com", Some("1.AAAAAAAAAAAAAAAAAAAAAA")).await.status(), 202);
+    assert_eq!(timed.db.count("subscribers"), 0, "JSON cannot skip the fill time");
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(json_signup("patient@example.com", Some(token)).await.status(), 202);
+    assert_eq!(timed.db.count("subscribers"), 1);
+    assert_eq!(timed.db.count("subscribers WHERE email = 'patient@example.com'"), 1);
+
     let closed = TestApp::spawn_with(backend, |s| s.json_signups = false).await;
     assert_eq!(closed.signup("e@example.com", &["orthopedic"]).await.status(), 403);
     assert_eq!(closed.db.count("subscribers"), 0);
@@ -181,12 +238,31 @@ async fn blocked_domains_are_answered_and_dropped(backend: Backend) {
 }
 
 async fn cross_origin_posts_need_an_allowed_origin(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.allowed_origins = vec!["https://blog.example.org".into()]).await;
+    let app = TestApp::spawn_with(backend, |s| {
+        s.allowed_origins = vec!["https://blog.example.org".into()];
+        s.form_min_fill_ms = 1_000;
+    })
+    .await;
+    // The blog's pages fetch a fill-time token across origins.
+    let issued = app
+        .client
+        .get(app.url("/subscriptions/form-token"))
+        .header("origin", "https://blog.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.headers()["access-control-allow-origin"], "https://blog.example.org");
+    let token = issued.json::<Value>().await.unwrap()["form_token"].as_str().unwrap().to_owned();
+    let foreign =
+        app.client.get(app.url("/subscriptions/form-token")).header("origin", "https://evil.example").send().await;
+    assert!(foreign.unwrap().headers().get("access-control-allow-origin").is_none());
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+
     let post = |origin: &'static str, email: &'static str| {
         app.client
             .post(app.url("/subscriptions"))
             .header("origin", origin)
-            .json(&json!({ "email": email, "lists": ["orthopedic"] }))
+            .json(&json!({ "email": email, "lists": ["orthopedic"], "form_token": token }))
             .send()
     };
     let res = post("https://evil.example", "a@example.com").await.unwrap();
@@ -197,17 +273,17 @@ async fn cross_origin_posts_need_an_allowed_origin(backend: Backend) {
     assert_eq!(res.headers()["access-control-allow-origin"], "https://blog.example.org");
     let res = post("http://tidings.test", "c@example.com").await.unwrap();
     assert_eq!(res.status(), 202, "our own pages");
-    // The blog's own copy of the form posts without a fill-time token.
-    let res = app
-        .client
-        .post(app.url("/subscriptions"))
-        .header("origin", "https://blog.example.org")
-        .form(&[("email", "d@example.com"), ("lists", "orthopedic")])
-        .send()
-        .await
-        .unwrap();
+    // The blog's own copy of the form: claiming the blog's origin does not
+    // excuse a post from the fill time.
+    let blog_form = |pairs: &[(&str, &str)]| {
+        app.client.post(app.url("/subscriptions")).header("origin", "https://blog.example.org").form(pairs).send()
+    };
+    let res = blog_form(&[("email", "bot@example.com"), ("lists", "orthopedic")]).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = blog_form(&[("email", "d@example.com"), ("lists", "orthopedic"), ("form_token", &token)]).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(app.db.count("subscribers"), 3);
+    assert_eq!(app.db.count("subscribers WHERE email = 'bot@example.com'"), 0);
 
     let preflight = |origin: &'static str| {
         app.client

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::http::FileServer;
+use common::http::{FileServer, Serve};
 use common::{Backend, Reply, TestApp};
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ on_both_backends!(
     posts_api_validates_and_upserts_by_url,
     feed_pull_is_idempotent,
     feed_fetch_refuses_private_hosts_unless_allowed,
+    feed_fetch_gives_up_on_slow_and_oversized_feeds,
     preview_shows_what_a_reader_would_get,
     two_senders_share_a_digest_without_duplicates,
 );
@@ -363,6 +364,44 @@ async fn feed_fetch_refuses_private_hosts_unless_allowed(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 409, "no feed configured");
     assert_eq!(app.db.count("posts"), 0);
+}
+
+async fn feed_fetch_gives_up_on_slow_and_oversized_feeds(backend: Backend) {
+    let huge: std::sync::Arc<[u8]> = include_bytes!("fixtures/wordpress.rss").repeat(40).into();
+    let stalling = FileServer::start_with(huge.clone(), "application/rss+xml", Serve::Stall).await;
+    let sized = FileServer::start_with(huge.clone(), "application/rss+xml", Serve::Whole).await;
+    let lengthless = FileServer::start_with(huge.clone(), "application/rss+xml", Serve::Unsized).await;
+    let limit = (huge.len() / 2) as u64;
+    let spawn = |orthopedic: String, social: String| {
+        TestApp::spawn_with(backend, move |s| {
+            s.feed_allow_private_hosts = true;
+            s.feed_timeout_secs = 1;
+            s.feed_max_bytes = limit;
+            s.lists[1].feed_url = Some(url::Url::parse(&orthopedic).unwrap());
+            s.lists[0].feed_url = Some(url::Url::parse(&social).unwrap());
+        })
+    };
+    let pull = |app: &TestApp, list: &str| {
+        app.client.post(app.url(&format!("/admin/posts/pull?list={list}"))).bearer_auth(common::ADMIN_TOKEN).send()
+    };
+    let error = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 502);
+        res.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_owned()
+    };
+
+    let app = spawn(stalling.url("/feed/"), sized.url("/feed/")).await;
+    let started = std::time::Instant::now();
+    let slow = error(pull(&app, "orthopedic").await.unwrap()).await;
+    assert_eq!(slow, "the feed did not arrive within 1 seconds");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let too_big = error(pull(&app, "social-media").await.unwrap()).await;
+    assert_eq!(too_big, format!("the feed is larger than {limit} bytes"));
+    // Without a Content-Length the body is cut off at the cap as it streams.
+    let streamed = spawn(lengthless.url("/feed/"), sized.url("/feed/")).await;
+    let too_big = error(pull(&streamed, "orthopedic").await.unwrap()).await;
+    assert_eq!(too_big, format!("the feed is larger than {limit} bytes"));
+    assert_eq!(app.db.count("posts") + streamed.db.count("posts"), 0);
+    assert_eq!(app.get("/health").await.status(), 200);
 }
 
 async fn preview_shows_what_a_reader_would_get(backend: Backend) {

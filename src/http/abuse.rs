@@ -107,8 +107,8 @@ pub fn origin_allowed(headers: &HeaderMap, settings: &Settings) -> bool {
     }
 }
 
-/// True when the post comes from one of the configured other origins (the
-/// blog's own copy of the form, which carries no fill-time token).
+/// True when the request comes from one of the configured other origins
+/// (the blog's pages), which may call the API from a browser.
 pub fn from_allowed_origin(headers: &HeaderMap, settings: &Settings) -> bool {
     headers
         .get(ORIGIN)

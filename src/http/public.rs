@@ -9,7 +9,7 @@ use actix_governor::Governor;
 use actix_web::http::Method;
 use actix_web::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
-    HeaderValue, ORIGIN, VARY,
+    CACHE_CONTROL, HeaderValue, ORIGIN, VARY,
 };
 use actix_web::middleware::Condition;
 
@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
                 .route(web::post().to(subscribe))
                 .route(web::method(Method::OPTIONS).to(preflight)),
         )
+        .route("/subscriptions/form-token", web::get().to(form_token))
         .route("/subscriptions/confirm", web::get().to(confirm_page))
         .service(
             web::resource("/subscriptions/confirm")
@@ -41,6 +42,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
 async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
     let form = SignupForm { form_token: abuse::form_token(&state.signer), ..SignupForm::default() };
     state.pages.signup(StatusCode::OK, &state.settings.lists, &form)
+}
+
+/// A fill-time token for forms we do not render (the blog's own copy) and
+/// for JSON clients: sign up with it no sooner than `min_fill_ms` later.
+async fn form_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut answer = HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(
+        json!({ "form_token": abuse::form_token(&state.signer), "min_fill_ms": state.settings.form_min_fill_ms }),
+    );
+    cors(&req, &state, &mut answer);
+    answer
 }
 
 /// CORS for the JSON API: only configured origins may call it from a browser.
@@ -75,7 +86,9 @@ struct RawSignup {
     /// The form's hidden honeypot field: people leave it empty, bots do not.
     #[serde(default)]
     website: Option<String>,
-    #[serde(skip)]
+    /// When the form was served (see `abuse::form_token`); JSON clients get
+    /// one from `GET /subscriptions/form-token`.
+    #[serde(default)]
     form_token: Option<String>,
 }
 
@@ -175,11 +188,10 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         tracing::info!("honeypot filled: signup dropped");
         return Ok(accepted());
     }
-    if source == SignupSource::Form
-        && !abuse::from_allowed_origin(req.headers(), &state.settings)
-        && !abuse::filled_by_a_person(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms)
-    {
-        tracing::info!("form posted too fast or without a valid form token: signup dropped");
+    // Every way in is held to the fill time, or bots would post JSON, or
+    // claim the blog's origin, to skip it.
+    if !abuse::filled_by_a_person(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms) {
+        tracing::info!(source = source.as_str(), "signup posted too fast or without a valid form token: dropped");
         return Ok(accepted());
     }
     let valid = match (validate(&raw, state), source) {

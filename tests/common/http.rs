@@ -1,8 +1,23 @@
-//! A tiny HTTP server serving fixed files, for feed tests.
+//! A tiny HTTP server serving one body at every path, for feed tests, and
+//! able to misbehave the ways real feed hosts do.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// How the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The body, with its length.
+    Whole,
+    /// The body without a length, a chunk at a time, ended by closing.
+    Unsized,
+    /// Reads the request and never answers.
+    Stall,
+}
 
 pub struct FileServer {
     pub port: u16,
@@ -18,11 +33,16 @@ impl Drop for FileServer {
 impl FileServer {
     /// Serves `body` with `content_type` at every path.
     pub async fn start(body: &'static [u8], content_type: &'static str) -> Self {
+        Self::start_with(Arc::from(body), content_type, Serve::Whole).await
+    }
+
+    pub async fn start_with(body: Arc<[u8]>, content_type: &'static str, serve: Serve) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let body = body.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut read = 0;
@@ -35,12 +55,22 @@ impl FileServer {
                             return;
                         }
                     }
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
+                    let length = match serve {
+                        Serve::Stall => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                        Serve::Whole => format!("Content-Length: {}\r\n", body.len()),
+                        Serve::Unsized => String::new(),
+                    };
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n");
                     let _ = stream.write_all(head.as_bytes()).await;
-                    let _ = stream.write_all(body).await;
+                    for chunk in body.chunks(16 * 1024) {
+                        if stream.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
                 });
             }
         });
