@@ -211,7 +211,18 @@ async fn no_new_posts_is_409_and_triggers_are_idempotent(backend: Backend) {
 }
 
 async fn temporary_failures_are_retried_and_permanent_ones_suppress(backend: Backend) {
+    // Pipelined where the server offers it (postfix), one command at a
+    // time where it does not (aiosmtpd): refusals land the same either way.
+    for pipelining in [true, false] {
+        retries_and_suppression(backend, pipelining).await;
+    }
+}
+
+async fn retries_and_suppression(backend: Backend, pipelining: bool) {
     let app = TestApp::spawn(backend).await;
+    if !pipelining {
+        app.smtp.refuse_pipelining();
+    }
     app.db.seed_confirmed("orthopedic", "ok", 3);
     app.db.seed_confirmed("orthopedic", "bounce", 1);
     app.smtp.reject_recipient("bounce0@example.com");
@@ -233,6 +244,8 @@ async fn temporary_failures_are_retried_and_permanent_ones_suppress(backend: Bac
     app.add_post("https://blog.example.org/s", "Second", &["orthopedic"]).await;
     let status = app.send_digest("orthopedic").await;
     assert_eq!(status["recipients"], 3);
+    let pipelined = app.smtp.pipelined();
+    assert_eq!(pipelined > 0, pipelining, "{pipelined} transactions pipelined");
 }
 
 async fn posts_api_validates_and_upserts_by_url(backend: Backend) {

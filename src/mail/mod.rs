@@ -1,6 +1,7 @@
 //! Email: rendering templates, composing MIME messages, and delivering them.
 
 mod compose;
+mod corked;
 mod messages;
 mod render;
 mod transport;

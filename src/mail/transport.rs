@@ -1,14 +1,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use super::Outgoing;
+use super::corked::{CorkedStream, Outbound};
 use crate::config::{MailTransportKind, Settings};
 
 /// Where mail goes: an SMTP server, or `.eml` files for development.
@@ -90,8 +93,10 @@ enum Tls {
 /// SMTP over connections Tidings opens itself with `TCP_NODELAY`: lettre's
 /// pool writes the final `.` of DATA separately and, without NODELAY, the
 /// kernel holds it for the peer's delayed ACK, capping a connection at ~22
-/// messages/s. Idle connections are reused; a semaphore caps how many are in
-/// use at once (lettre's pool does not).
+/// messages/s. Writes are corked until a reply is read, and where the server
+/// offers PIPELINING over plain TCP the envelope goes in one write. Idle
+/// connections are reused; a semaphore caps how many are in use at once
+/// (lettre's pool does not).
 pub struct SmtpMailer {
     host: String,
     port: u16,
@@ -99,7 +104,7 @@ pub struct SmtpMailer {
     credentials: Option<Credentials>,
     timeout: Duration,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
 
@@ -146,7 +151,7 @@ impl SmtpMailer {
             }
             // An idle connection may have been closed by the server meanwhile:
             // that says nothing about this message, so try once on a new one.
-            Err(SendError::Transient(_)) if was_reused && conn.has_broken() => {
+            Err(SendError::Transient(_)) if was_reused && conn.smtp.has_broken() => {
                 let mut fresh = self.connect().await?;
                 self.send_on(&mut fresh, message).await?;
                 self.idle.lock().await.push(fresh);
@@ -156,19 +161,19 @@ impl SmtpMailer {
         }
     }
 
-    async fn send_on(&self, conn: &mut AsyncSmtpConnection, message: &Outgoing) -> Result<(), SendError> {
+    async fn send_on(&self, conn: &mut Connection, message: &Outgoing) -> Result<(), SendError> {
         match tokio::time::timeout(self.timeout, conn.send(&message.envelope, &message.bytes)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(e.to_string())),
             Ok(Err(e)) => Err(SendError::Transient(e.to_string())),
             Err(_) => {
-                conn.abort().await;
+                conn.smtp.abort().await;
                 Err(SendError::Transient(format!("no answer within {:?}", self.timeout)))
             }
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             SendError::Transient(format!("{what} {}:{}: {e}", self.host, self.port))
         };
@@ -183,11 +188,13 @@ impl SmtpMailer {
                     None,
                 )
                 .await
+                .map(|smtp| Connection { smtp, pipeline: None })
                 .map_err(|e| fail("connecting to", &e));
             }
             let stream =
                 TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| fail("connecting to", &e))?;
             stream.set_nodelay(true).map_err(|e| fail("configuring", &e))?;
+            let (stream, outbound) = CorkedStream::new(stream);
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                 .await
                 .map_err(|e| fail("greeting from", &e))?;
@@ -201,8 +208,14 @@ impl SmtpMailer {
             if offered && self.tls != Tls::Never {
                 let tls = TlsParameters::new(self.host.clone()).map_err(|e| fail("TLS set-up for", &e))?;
                 conn.starttls(tls, &self.hello).await.map_err(|e| fail("STARTTLS with", &e))?;
+                // Under TLS the outbound bytes are ciphertext: no pipelining.
+                return Ok(Connection { smtp: conn, pipeline: None });
             }
-            Ok(conn)
+            // lettre keeps only the EHLO keywords it knows; ask again to see
+            // whether PIPELINING is among them.
+            let ehlo = conn.command(Ehlo::new(self.hello.clone())).await.map_err(|e| fail("EHLO to", &e))?;
+            let pipelining = ehlo.message().any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"));
+            Ok(Connection { smtp: conn, pipeline: pipelining.then_some(outbound) })
         })
         .await
         .map_err(|_| SendError::Transient(format!("connecting to {}:{} timed out", self.host, self.port)))??;
@@ -210,7 +223,10 @@ impl SmtpMailer {
         if let Some(credentials) = &self.credentials {
             // A refused login is our configuration, not the reader's address:
             // always transient, so nobody is suppressed for it.
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials).await.map_err(|e| fail("login to", &e))?;
+            conn.smtp
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| fail("login to", &e))?;
         }
         Ok(conn)
     }
@@ -218,7 +234,72 @@ impl SmtpMailer {
     async fn close(&self) {
         let idle: Vec<_> = self.idle.lock().await.drain(..).collect();
         for mut conn in idle {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.smtp.quit()).await;
         }
+    }
+}
+
+/// One SMTP session, with the handle to pipeline commands when the server
+/// offers it and the bytes go out in the clear.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    pipeline: Option<Outbound>,
+}
+
+impl Connection {
+    async fn send(&mut self, envelope: &Envelope, body: &[u8]) -> Result<(), lettre::transport::smtp::Error> {
+        let ascii_addresses =
+            envelope.from().into_iter().chain(envelope.to()).all(|a| AsRef::<str>::as_ref(a).is_ascii());
+        let eight_bit_ok = body.is_ascii() || self.smtp.server_info().supports_feature(Extension::EightBitMime);
+        match &self.pipeline {
+            // lettre's own send explains what the server lacks.
+            Some(outbound) if ascii_addresses && eight_bit_ok => {
+                let outbound = outbound.clone();
+                self.send_pipelined(&outbound, envelope, body).await
+            }
+            _ => self.smtp.send(envelope, body).await.map(drop),
+        }
+    }
+
+    /// MAIL, RCPT and DATA in one write, then their replies (RFC 2920), then
+    /// the body once DATA is accepted. Any refusal ends the session, as
+    /// lettre's own send does, so no half-done transaction is reused.
+    async fn send_pipelined(
+        &mut self,
+        outbound: &Outbound,
+        envelope: &Envelope,
+        body: &[u8],
+    ) -> Result<(), lettre::transport::smtp::Error> {
+        let body_type =
+            if body.is_ascii() { vec![] } else { vec![MailParameter::Body(MailBodyParameter::EightBitMime)] };
+        let mut commands = Mail::new(envelope.from().cloned(), body_type).to_string();
+        for to in envelope.to() {
+            commands.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        commands.push_str(&Data.to_string());
+        outbound.push(commands.as_bytes());
+        // Every reply is read, refusals too, to stay in step with the server.
+        let replies = envelope.to().len() + 2;
+        let mut refused = None;
+        let mut data_open = false;
+        for i in 1..=replies {
+            match self.smtp.read_response().await {
+                Ok(_) => data_open = i == replies,
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        let sent = match refused {
+            // A server that opened DATA anyway would take QUIT as text: the
+            // connection is dropped unanswered, which discards the message.
+            Some(e) if data_open => return Err(e),
+            Some(e) => Err(e),
+            None => self.smtp.message(body).await.map(drop),
+        };
+        if sent.is_err() {
+            self.smtp.abort().await;
+        }
+        sent
     }
 }

@@ -35,6 +35,9 @@ struct Shared {
     rejected_rcpts: Vec<String>,
     attempts: usize,
     delay: Duration,
+    no_pipelining: bool,
+    /// Transactions whose commands arrived before their replies were sent.
+    pipelined: usize,
 }
 
 pub struct SmtpServer {
@@ -87,6 +90,16 @@ impl SmtpServer {
         self.shared.lock().unwrap().delay = delay;
     }
 
+    /// Stops offering PIPELINING to new connections (aiosmtpd does not).
+    pub fn refuse_pipelining(&self) {
+        self.shared.lock().unwrap().no_pipelining = true;
+    }
+
+    /// Transactions whose MAIL arrived together with the commands after it.
+    pub fn pipelined(&self) -> usize {
+        self.shared.lock().unwrap().pipelined
+    }
+
     /// Refuses `RCPT TO` for this address with 550, always.
     pub fn reject_recipient(&self, address: &str) {
         self.shared.lock().unwrap().rejected_rcpts.push(address.to_lowercase());
@@ -134,12 +147,19 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
         }
         let upper = line.to_ascii_uppercase();
         let reply: &[u8] = if upper.starts_with("EHLO") {
-            b"250-test-smtp\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+            if shared.lock().unwrap().no_pipelining {
+                b"250-test-smtp\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+            } else {
+                b"250-test-smtp\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+            }
         } else if upper.starts_with("HELO") {
             b"250 test-smtp\r\n"
         } else if upper.starts_with("MAIL FROM:") {
             from = address(&line[10..]);
             to.clear();
+            if !lines.buffer().is_empty() {
+                shared.lock().unwrap().pipelined += 1;
+            }
             b"250 2.1.0 OK\r\n"
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = address(&line[8..]);
@@ -149,6 +169,8 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
                 to.push(rcpt);
                 b"250 2.1.5 OK\r\n"
             }
+        } else if upper.starts_with("DATA") && to.is_empty() {
+            b"554 5.5.1 Error: no valid recipients\r\n"
         } else if upper.starts_with("DATA") {
             write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let next = shared.lock().unwrap().script.pop_front().unwrap_or(Reply::Accept);
