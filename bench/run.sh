@@ -7,7 +7,8 @@
 #   bench/run.sh --quick    a small run for CI, so the benchmark cannot rot
 #
 # Environment: TIDINGS_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
-# BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (64).
+# BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (64), and for trial runs BENCH_N,
+# BENCH_N_BIG, BENCH_RUNS, BENCH_WRK_SECS (recipients, big-run recipients, runs, signup seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,7 +20,7 @@ if ((quick)); then
 else
   N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5
 fi
-N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}
+N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}; WRK_SECS=${BENCH_WRK_SECS:-$WRK_SECS}
 backends=${BENCH_BACKENDS:-"sqlite postgres"}
 concurrency=${BENCH_CONCURRENCY:-64}
 pg_admin=${TIDINGS_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}

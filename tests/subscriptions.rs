@@ -23,6 +23,7 @@ on_both_backends!(
     form_signup_works_without_javascript,
     admin_needs_the_token,
     consent_evidence_is_recorded,
+    a_failing_signup_leaves_the_others_of_its_group_intact,
 );
 
 async fn full_flow_confirms_every_list_of_the_signup(backend: Backend) {
@@ -402,4 +403,48 @@ async fn consent_evidence_is_recorded(backend: Backend) {
     );
     assert_eq!(app.db.count("consent_events WHERE kind = 'confirm' AND source = 'link'"), 1);
     assert_eq!(app.db.count("subscriptions WHERE confirmed_at IS NOT NULL"), 1);
+}
+
+async fn a_failing_signup_leaves_the_others_of_its_group_intact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // The database refuses one reader's subscription, after their subscriber
+    // row was written: that signup must vanish whole, and only it.
+    match backend {
+        Backend::Sqlite => app.db.execute(
+            "CREATE TRIGGER refuse_doomed BEFORE INSERT ON subscriptions \
+             WHEN (SELECT email FROM subscribers WHERE id = NEW.subscriber_id) = 'doomed@example.com' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ),
+        Backend::Postgres => {
+            app.db.execute(
+                "CREATE FUNCTION refuse_doomed() RETURNS trigger AS $$ BEGIN \
+                 IF (SELECT email FROM subscribers WHERE id = NEW.subscriber_id) = 'doomed@example.com' \
+                 THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            );
+            app.db.execute(
+                "CREATE TRIGGER refuse_doomed BEFORE INSERT ON subscriptions \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_doomed()",
+            )
+        }
+    };
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let email = if i == 30 { "doomed@example.com".to_owned() } else { format!("group{i}@example.com") };
+        let (client, url) = (app.client.clone(), app.url("/subscriptions"));
+        tasks.push(tokio::spawn(async move {
+            let res = client.post(url).json(&json!({ "email": email, "lists": ["orthopedic"] })).send().await;
+            res.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses[30], 500);
+    assert!(statuses.iter().enumerate().all(|(i, &s)| i == 30 || s == 202), "{statuses:?}");
+    assert_eq!(app.db.count("subscribers WHERE email = 'doomed@example.com'"), 0);
+    assert_eq!(app.db.count("subscribers"), 59);
+    assert_eq!(app.db.count("subscriptions"), 59);
+    assert_eq!(app.db.count("outbox"), 59);
+    app.smtp.wait_for(59, Duration::from_secs(20)).await;
 }

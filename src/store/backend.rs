@@ -22,11 +22,6 @@ pub(crate) mod sqlite {
         c.immediate_transaction(f)
     }
 
-    /// SQLite has one writer at a time: the row is already ours.
-    pub(crate) fn lock_subscriber(_c: &mut Conn, _id: i64) -> Result<(), Error> {
-        Ok(())
-    }
-
     pub(crate) fn lock_list(_c: &mut Conn, _id: i64) -> Result<(), Error> {
         Ok(())
     }
@@ -64,7 +59,7 @@ pub(crate) mod pg {
     use diesel::prelude::*;
     use diesel::result::Error;
 
-    use crate::store::schema::{deliveries, lists, outbox, subscribers};
+    use crate::store::schema::{deliveries, lists, outbox};
 
     pub(crate) type Conn = diesel::PgConnection;
 
@@ -75,11 +70,6 @@ pub(crate) mod pg {
         E: From<Error>,
     {
         c.build_transaction().read_write().run(f)
-    }
-
-    /// Serialises concurrent signups of one address across processes.
-    pub(crate) fn lock_subscriber(c: &mut Conn, id: i64) -> Result<(), Error> {
-        subscribers::table.find(id).select(subscribers::id).for_update().first::<i64>(c).map(drop)
     }
 
     /// Lets this transaction commit without waiting for the WAL flush. Used

@@ -95,45 +95,75 @@ per_backend! {
         diesel::insert_into(consent_events::table).values(&rows).execute(c).map(drop)
     }
 
-    /// Several signups in one transaction, each in a savepoint of its own: one
-    /// commit (one WAL write, one fsync on PostgreSQL) for the whole group,
-    /// and a signup that fails leaves the others intact.
+    /// Several signups in one transaction: one commit (one WAL write, one
+    /// fsync on PostgreSQL) for the whole group. Should one signup fail, the
+    /// group is rolled back and done again with a savepoint for each, so
+    /// that one failure leaves the others intact; savepoints cost two round
+    /// trips a signup, so they are only paid for when needed.
     pub(crate) fn signup_group(
         c: &mut Conn,
         group: &[SignupRequest],
     ) -> QueryResult<Vec<QueryResult<SignupOutcome>>> {
-        write_tx(c, |c| Ok(group.iter().map(|req| c.transaction(|c| signup(c, req))).collect()))
+        let together = write_tx(c, |c| {
+            let list_ids = list_ids(c)?;
+            group.iter().map(|req| signup(c, &list_ids, req)).collect::<QueryResult<Vec<_>>>()
+        });
+        match together {
+            Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+            Err(e) => {
+                tracing::debug!(error = %e, "a signup failed its group: committing one by one");
+                write_tx(c, |c| {
+                    let list_ids = list_ids(c)?;
+                    Ok(group.iter().map(|req| c.transaction(|c| signup(c, &list_ids, req))).collect())
+                })
+            }
+        }
     }
 
-    fn signup(c: &mut Conn, req: &SignupRequest) -> QueryResult<SignupOutcome> {
+    fn list_ids(c: &mut Conn) -> QueryResult<Vec<(String, i64)>> {
+        lists::table.select((lists::slug, lists::id)).load(c)
+    }
+
+    fn signup(c: &mut Conn, all_lists: &[(String, i64)], req: &SignupRequest) -> QueryResult<SignupOutcome> {
         let now = Utc::now().naive_utc();
         {
-            let list_ids: Vec<i64> = lists::table
-                .filter(lists::slug.eq_any(req.lists.iter().map(ListSlug::as_str)))
-                .select(lists::id)
-                .load(c)?;
-            diesel::insert_into(subscribers::table)
+            let list_ids: Vec<i64> = all_lists
+                .iter()
+                .filter(|(slug, _)| req.lists.iter().any(|l| l.as_str() == slug))
+                .map(|(_, id)| *id)
+                .collect();
+            // One statement finds or creates the reader. Updating the row on
+            // conflict also locks it on PostgreSQL, which serialises
+            // concurrent signups of one address across processes (SQLite
+            // has one writer anyway). The uuid we offered comes back only
+            // if the row is new.
+            let offered_uuid = uuid::Uuid::new_v4().to_string();
+            let (subscriber_id, stored_uuid): (i64, String) = diesel::insert_into(subscribers::table)
                 .values((
-                    subscribers::uuid.eq(uuid::Uuid::new_v4().to_string()),
+                    subscribers::uuid.eq(&offered_uuid),
                     subscribers::email.eq(req.email.as_str()),
                     subscribers::created_at.eq(now),
                 ))
                 .on_conflict(subscribers::email)
-                .do_nothing()
-                .execute(c)?;
-            let subscriber_id: i64 = subscribers::table
-                .filter(subscribers::email.eq(req.email.as_str()))
-                .select(subscribers::id)
-                .first(c)?;
-            lock_subscriber(c, subscriber_id)?;
+                .do_update()
+                .set(subscribers::email.eq(diesel::upsert::excluded(subscribers::email)))
+                .returning((subscribers::id, subscribers::uuid))
+                .get_result(c)?;
+            let new_reader = stored_uuid == offered_uuid;
 
-            let existing: Vec<(i64, i64, String)> = subscriptions::table
-                .filter(subscriptions::subscriber_id.eq(subscriber_id))
-                .filter(subscriptions::list_id.eq_any(&list_ids))
-                .select((subscriptions::id, subscriptions::list_id, subscriptions::status))
-                .load(c)?;
+            // A new reader has no subscriptions and was sent nothing yet.
+            let existing: Vec<(i64, i64, String)> = if new_reader {
+                Vec::new()
+            } else {
+                subscriptions::table
+                    .filter(subscriptions::subscriber_id.eq(subscriber_id))
+                    .filter(subscriptions::list_id.eq_any(&list_ids))
+                    .select((subscriptions::id, subscriptions::list_id, subscriptions::status))
+                    .load(c)?
+            };
             let mut to_confirm = Vec::new();
             let mut asked = Vec::new();
+            let mut to_create = Vec::new();
             for &list_id in &list_ids {
                 let found = existing.iter().find(|(_, l, _)| *l == list_id);
                 match found.map(|(id, _, s)| (*id, SubscriptionStatus::parse(s))) {
@@ -148,34 +178,39 @@ per_backend! {
                             .execute(c)?;
                         asked.push(id);
                     }
-                    None => {
-                        let id = diesel::insert_into(subscriptions::table)
-                            .values((
-                                subscriptions::subscriber_id.eq(subscriber_id),
-                                subscriptions::list_id.eq(list_id),
-                                subscriptions::status.eq(SubscriptionStatus::Pending.as_str()),
-                                subscriptions::unsubscribe_id.eq(Signer::new_id()),
-                                subscriptions::created_at.eq(now),
-                                subscriptions::updated_at.eq(now),
-                            ))
-                            .returning(subscriptions::id)
-                            .get_result(c)?;
-                        asked.push(id);
-                    }
+                    None => to_create.push((
+                        subscriptions::subscriber_id.eq(subscriber_id),
+                        subscriptions::list_id.eq(list_id),
+                        subscriptions::status.eq(SubscriptionStatus::Pending.as_str()),
+                        subscriptions::unsubscribe_id.eq(Signer::new_id()),
+                        subscriptions::created_at.eq(now),
+                        subscriptions::updated_at.eq(now),
+                    )),
                 }
                 to_confirm.push(list_id);
+            }
+            if !to_create.is_empty() {
+                let created: Vec<i64> = diesel::insert_into(subscriptions::table)
+                    .values(&to_create)
+                    .returning(subscriptions::id)
+                    .get_results(c)?;
+                asked.extend(created);
             }
             record_events(c, &asked, "signup", &req.evidence, now)?;
             if to_confirm.is_empty() {
                 return Ok(SignupOutcome::AlreadyConfirmed);
             }
 
-            let sent_today: i64 = outbox::table
-                .filter(outbox::subscriber_id.eq(subscriber_id))
-                .filter(outbox::kind.eq(super::CONFIRMATION_KIND))
-                .filter(outbox::created_at.gt(now - chrono::Duration::hours(24)))
-                .count()
-                .get_result(c)?;
+            let sent_today: i64 = if new_reader {
+                0
+            } else {
+                outbox::table
+                    .filter(outbox::subscriber_id.eq(subscriber_id))
+                    .filter(outbox::kind.eq(super::CONFIRMATION_KIND))
+                    .filter(outbox::created_at.gt(now - chrono::Duration::hours(24)))
+                    .count()
+                    .get_result(c)?
+            };
             if sent_today >= i64::from(req.confirmations_per_day) {
                 return Ok(SignupOutcome::ConfirmationCapReached);
             }
