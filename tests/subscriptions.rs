@@ -24,6 +24,7 @@ on_both_backends!(
     admin_needs_the_token,
     consent_evidence_is_recorded,
     a_failing_signup_leaves_the_others_of_its_group_intact,
+    one_address_signed_up_many_times_at_once,
 );
 
 async fn full_flow_confirms_every_list_of_the_signup(backend: Backend) {
@@ -447,4 +448,28 @@ async fn a_failing_signup_leaves_the_others_of_its_group_intact(backend: Backend
     assert_eq!(app.db.count("subscriptions"), 59);
     assert_eq!(app.db.count("outbox"), 59);
     app.smtp.wait_for(59, Duration::from_secs(20)).await;
+}
+
+async fn one_address_signed_up_many_times_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let email = if i % 2 == 0 { "twin@example.com".to_owned() } else { format!("other{i}@example.com") };
+        let (client, url) = (app.client.clone(), app.url("/subscriptions"));
+        tasks.push(tokio::spawn(async move {
+            let res = client.post(url).json(&json!({ "email": email, "lists": ["orthopedic"] })).send().await;
+            res.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 202);
+    }
+    assert_eq!(app.db.count("subscribers"), 31);
+    assert_eq!(app.db.count("subscriptions"), 31);
+    let twin = "(SELECT id FROM subscribers WHERE email = 'twin@example.com')";
+    assert_eq!(app.db.count(&format!("outbox WHERE subscriber_id = {twin}")), 3, "the daily cap holds");
+    assert_eq!(app.db.count("consent_events WHERE kind = 'signup'"), 60);
+    app.smtp.wait_for(33, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.smtp.to("twin@example.com").len(), 3);
 }

@@ -2,6 +2,8 @@
 //! the same transaction as the change that causes them and claimed with a
 //! lease: a sender that dies leaves its rows to be claimed again.
 
+use std::collections::HashMap;
+
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
@@ -29,6 +31,16 @@ pub struct JobList {
     pub unsubscribe_id: String,
 }
 
+/// An outbox row as claimed, with its reader and confirmation token.
+#[derive(Queryable)]
+struct ClaimedRow {
+    id: i64,
+    attempts: i32,
+    email: String,
+    token_id: Option<i64>,
+    token_public_id: Option<String>,
+}
+
 per_backend! {
     pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<OutboxJob>> {
         let now = Utc::now().naive_utc();
@@ -40,45 +52,65 @@ per_backend! {
             diesel::update(outbox::table.filter(outbox::id.eq_any(&ids)))
                 .set(outbox::next_attempt_at.eq(now + lease))
                 .execute(c)?;
-            let rows: Vec<(i64, i32, i64, String, Option<i64>)> = outbox::table
+            let rows: Vec<ClaimedRow> = outbox::table
                 .inner_join(subscribers::table)
+                .left_join(confirmation_tokens::table)
                 .filter(outbox::id.eq_any(&ids))
-                .select((outbox::id, outbox::attempts, subscribers::id, subscribers::email, outbox::token_id))
+                .select((
+                    outbox::id,
+                    outbox::attempts,
+                    subscribers::email,
+                    outbox::token_id,
+                    confirmation_tokens::public_id.nullable(),
+                ))
                 .order(outbox::id)
                 .load(c)?;
-            rows.into_iter()
-                .map(|(id, attempts, subscriber_id, email, token_id)| {
-                    let confirmation = token_id.map(|t| confirmation_job(c, subscriber_id, t)).transpose()?;
-                    Ok(OutboxJob { id, attempts, email, confirmation })
+            let token_ids: Vec<i64> = rows.iter().filter_map(|r| r.token_id).collect();
+            let mut lists: HashMap<i64, Vec<JobList>> = HashMap::new();
+            for (token_id, list) in token_lists(c, &token_ids)? {
+                lists.entry(token_id).or_default().push(list);
+            }
+            Ok(rows
+                .into_iter()
+                .map(|ClaimedRow { id, attempts, email, token_id, token_public_id }| {
+                    let confirmation = token_id.zip(token_public_id).map(|(token_id, token_public_id)| ConfirmationJob {
+                        token_public_id,
+                        lists: lists.remove(&token_id).unwrap_or_default(),
+                    });
+                    OutboxJob { id, attempts, email, confirmation }
                 })
-                .collect()
+                .collect())
         })
     }
 
-    fn confirmation_job(c: &mut Conn, subscriber_id: i64, token_id: i64) -> QueryResult<ConfirmationJob> {
-        let token_public_id = confirmation_tokens::table
-            .find(token_id)
-            .select(confirmation_tokens::public_id)
-            .first(c)?;
-        let lists = confirmation_token_lists::table
+    /// The lists each confirmation token covers, with the reader's
+    /// unsubscribe ids, in list order within a token.
+    fn token_lists(c: &mut Conn, token_ids: &[i64]) -> QueryResult<Vec<(i64, JobList)>> {
+        if token_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(confirmation_token_lists::table
+            .inner_join(confirmation_tokens::table)
             .inner_join(lists::table)
             .inner_join(
                 subscriptions::table.on(subscriptions::list_id
                     .eq(confirmation_token_lists::list_id)
-                    .and(subscriptions::subscriber_id.eq(subscriber_id))),
+                    .and(subscriptions::subscriber_id.eq(confirmation_tokens::subscriber_id))),
             )
-            .filter(confirmation_token_lists::token_id.eq(token_id))
-            .select((lists::name, lists::slug, subscriptions::unsubscribe_id))
-            .order(lists::id)
-            .load::<(String, String, String)>(c)?
+            .filter(confirmation_token_lists::token_id.eq_any(token_ids))
+            .select((confirmation_token_lists::token_id, lists::name, lists::slug, subscriptions::unsubscribe_id))
+            .order((confirmation_token_lists::token_id, lists::id))
+            .load::<(i64, String, String, String)>(c)?
             .into_iter()
-            .map(|(name, slug, unsubscribe_id)| JobList { name, slug, unsubscribe_id })
-            .collect();
-        Ok(ConfirmationJob { token_public_id, lists })
+            .map(|(token_id, name, slug, unsubscribe_id)| (token_id, JobList { name, slug, unsubscribe_id }))
+            .collect())
     }
 
-    pub(crate) fn mark_sent(c: &mut Conn, id: i64) -> QueryResult<()> {
-        diesel::update(outbox::table.find(id))
+    pub(crate) fn mark_sent(c: &mut Conn, ids: &[i64]) -> QueryResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
             .set((
                 outbox::status.eq("sent"),
                 outbox::sent_at.eq(Utc::now().naive_utc()),
@@ -113,9 +145,12 @@ per_backend! {
 
     pub(crate) fn record(c: &mut Conn, results: &[(i64, OutboxResult)]) -> QueryResult<()> {
         write_tx(c, |c| {
+            let sent: Vec<i64> =
+                results.iter().filter(|(_, r)| matches!(r, OutboxResult::Sent)).map(|(id, _)| *id).collect();
+            mark_sent(c, &sent)?;
             for (id, result) in results {
                 match result {
-                    OutboxResult::Sent => mark_sent(c, *id)?,
+                    OutboxResult::Sent => {}
                     OutboxResult::Retry { at, error } => mark_retry(c, *id, *at, error)?,
                     OutboxResult::Failed { error } => mark_failed(c, *id, error)?,
                 }
