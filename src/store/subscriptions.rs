@@ -218,7 +218,11 @@ per_backend! {
         if offered.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<_> = offered
+        // Rows are locked in address order, the same in every group, so two
+        // groups sharing addresses cannot deadlock on PostgreSQL.
+        let mut in_order: Vec<&(String, &str)> = offered.iter().collect();
+        in_order.sort_unstable_by_key(|(_, email)| *email);
+        let rows: Vec<_> = in_order
             .iter()
             .map(|(uuid, email)| {
                 (subscribers::uuid.eq(uuid), subscribers::email.eq(*email), subscribers::created_at.eq(now))
