@@ -52,31 +52,40 @@ fn header_safe(value: &str, what: &'static str) -> Result<(), ComposeError> {
 /// characters, and that encoding cost more CPU than any other step of
 /// sending a digest.
 fn part(content_type: ContentType, body: String) -> SinglePart {
-    let crlf = crlf_line_endings(&body);
-    let fits = !crlf.contains(['\0']) && crlf.split("\r\n").all(|line| line.len() <= 998 && !line.contains('\r'));
-    let body = if fits {
-        let encoding =
-            if crlf.is_ascii() { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit };
-        Body::dangerous_pre_encoded(crlf.into_bytes(), encoding)
-    } else {
-        Body::new(body)
+    let body = match on_the_wire(&body) {
+        Some(crlf) => {
+            let encoding =
+                if crlf.is_ascii() { ContentTransferEncoding::SevenBit } else { ContentTransferEncoding::EightBit };
+            Body::dangerous_pre_encoded(crlf, encoding)
+        }
+        None => Body::new(body),
     };
     SinglePart::builder().header(content_type).body(body)
 }
 
-/// Every line ending as CRLF, in one pass.
-fn crlf_line_endings(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 32);
-    let mut last = 0;
-    for (i, _) in s.match_indices('\n') {
-        if i == 0 || s.as_bytes()[i - 1] != b'\r' {
-            out.push_str(&s[last..i]);
-            out.push('\r');
-            last = i;
-        }
+/// The body with every line ending as CRLF, or `None` when it cannot go as
+/// it is: a line over 998 octets, a NUL, or a CR that ends no line. One
+/// pass, line by line.
+fn on_the_wire(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    if memchr::memchr(0, bytes).is_some() {
+        return None;
     }
-    out.push_str(&s[last..]);
-    out
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+        let line = &bytes[start..end];
+        let line = if end < bytes.len() { line.strip_suffix(b"\r").unwrap_or(line) } else { line };
+        if line.len() > 998 || memchr::memchr(b'\r', line).is_some() {
+            return None;
+        }
+        out.extend_from_slice(line);
+        if end < bytes.len() {
+            out.extend_from_slice(b"\r\n");
+        }
+        start = end + 1;
+    }
+    Some(out)
 }
 
 impl Composer {
@@ -149,9 +158,16 @@ mod tests {
 
     #[test]
     fn line_endings_become_crlf() {
-        assert_eq!(crlf_line_endings("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
-        assert_eq!(crlf_line_endings("\n"), "\r\n");
-        assert_eq!(crlf_line_endings("none"), "none");
+        let wire = |s: &str| on_the_wire(s).map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(wire("a\nb\r\nc\n").as_deref(), Some("a\r\nb\r\nc\r\n"));
+        assert_eq!(wire("\n").as_deref(), Some("\r\n"));
+        assert_eq!(wire("none").as_deref(), Some("none"));
+        assert_eq!(wire("é\n").as_deref(), Some("é\r\n"));
+        assert_eq!(wire("bare\rcr"), None);
+        assert_eq!(wire("ends in cr\r"), None);
+        assert_eq!(wire("nul\0"), None);
+        assert!(wire(&"x".repeat(998)).is_some());
+        assert_eq!(wire(&format!("ok\n{}\nok", "x".repeat(999))), None);
     }
 
     #[test]

@@ -28,6 +28,27 @@ impl Outbound {
         self.held().extend_from_slice(bytes);
     }
 
+    /// Queues a message's content as DATA carries it: a `.` opening a line
+    /// doubled (RFC 5321 4.5.2), then the closing `CRLF.CRLF`.
+    pub fn push_data(&self, message: &[u8]) {
+        let mut held = self.held();
+        held.reserve(message.len() + 5);
+        let mut start = 0;
+        if message.first() == Some(&b'.') {
+            held.push(b'.');
+        }
+        for newline in memchr::memchr_iter(b'\n', message) {
+            let line_ends = newline > 0 && message[newline - 1] == b'\r';
+            if line_ends && message.get(newline + 1) == Some(&b'.') {
+                held.extend_from_slice(&message[start..=newline]);
+                held.push(b'.');
+                start = newline + 1;
+            }
+        }
+        held.extend_from_slice(&message[start..]);
+        held.extend_from_slice(b"\r\n.\r\n");
+    }
+
     fn held(&self) -> MutexGuard<'_, Vec<u8>> {
         // A panic elsewhere cannot leave a half-appended buffer: extend is
         // the only mutation, so the bytes are still whole.
@@ -96,6 +117,20 @@ impl AsyncTokioStream for CorkedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        let stuffed = |m: &[u8]| {
+            let out = Outbound::default();
+            out.push_data(m);
+            String::from_utf8(out.held().clone()).unwrap()
+        };
+        assert_eq!(stuffed(b"a\r\n.b\r\n..c\r\nd.\r\n"), "a\r\n..b\r\n...c\r\nd.\r\n\r\n.\r\n");
+        assert_eq!(stuffed(b".first"), "..first\r\n.\r\n");
+        assert_eq!(stuffed(b"end\r\n."), "end\r\n..\r\n.\r\n");
+        assert_eq!(stuffed(b""), "\r\n.\r\n");
+        assert_eq!(stuffed(b"bare\n.lf"), "bare\n.lf\r\n.\r\n", "as lettre: only CRLF ends a line");
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

@@ -295,7 +295,12 @@ impl Connection {
             // connection is dropped unanswered, which discards the message.
             Some(e) if data_open => return Err(e),
             Some(e) => Err(e),
-            None => self.smtp.message(body).await.map(drop),
+            // Stuffed and queued here in one pass: lettre's own encoder goes
+            // byte by byte, and was the costliest step of a send.
+            None => {
+                outbound.push_data(body);
+                self.smtp.read_response().await.map(drop)
+            }
         };
         if sent.is_err() {
             self.smtp.abort().await;
