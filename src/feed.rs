@@ -23,7 +23,7 @@ pub enum FeedError {
     PrivateHost(String),
     #[error("could not fetch the feed: {0}")]
     Fetch(String),
-    #[error("the feed did not arrive within {0} seconds")]
+    #[error("the feed did not arrive within the {0}-second limit")]
     TimedOut(u64),
     #[error("the feed is larger than {0} bytes")]
     TooLarge(u64),
