@@ -192,8 +192,17 @@ async fn commit_signups(pools: Arc<Pools>, queue: Arc<tokio::sync::Mutex<tokio::
     }
 }
 
+/// Per-connection SQLite settings, with the page cache each may fill.
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    cache_kib: u32,
+}
+
+/// The writer keeps SQLite's usual 2 MB cache: it claims and records every
+/// delivery. Readers share the operating system's file cache; with a cache
+/// each of their own, a big database would fill one per pooled connection.
+const SQLITE_WRITER_CACHE_KIB: u32 = 2000;
+const SQLITE_READER_CACHE_KIB: u32 = 256;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
@@ -201,10 +210,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
         // across application crashes and loses at most the last commits on
         // power loss; the busy timeout covers other processes (CLI, worker).
         // batch_execute runs every statement; sql_query would run only the first.
-        conn.batch_execute(
+        conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-        )
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{};",
+            self.cache_kib
+        ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
 }
@@ -238,7 +248,7 @@ impl Store {
                 let write = Pool::builder()
                     .max_size(1)
                     .connection_timeout(Duration::from_secs(30))
-                    .connection_customizer(Box::new(SqlitePragmas))
+                    .connection_customizer(Box::new(SqlitePragmas { cache_kib: SQLITE_WRITER_CACHE_KIB }))
                     .build(manager())?;
                 let mut conn = write.get()?;
                 conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -246,7 +256,7 @@ impl Store {
                 let read = Pool::builder()
                     .max_size(pool_size)
                     .connection_timeout(CHECKOUT_TIMEOUT)
-                    .connection_customizer(Box::new(SqlitePragmas))
+                    .connection_customizer(Box::new(SqlitePragmas { cache_kib: SQLITE_READER_CACHE_KIB }))
                     .build(manager())?;
                 Pools::Sqlite { read, write }
             }
