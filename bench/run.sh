@@ -113,10 +113,11 @@ digest_run() { # port -> "trigger_ms rate"
   done
   local rate
   rate=$(/usr/bin/python3 -c '
-import json, sys
+import json, re, sys
 from datetime import datetime
 s = json.loads(sys.argv[1])
-t = lambda k: datetime.fromisoformat(s[k].replace("Z", "+00:00")).timestamp()
+micros = lambda v: re.sub(r"(\.\d{1,6})\d*", r"\1", v.replace("Z", "+00:00"))
+t = lambda k: datetime.fromisoformat(micros(s[k])).timestamp()
 print(round(s["sent"] / max(t("finished_at") - t("created_at"), 0.001)))' "$status")
   awk -v a=$((t1 - t0)) -v r="$rate" 'BEGIN {printf "%.0f %s\n", a / 1e6, r}'
 }

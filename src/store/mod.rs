@@ -106,7 +106,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Times are stored as UTC without a zone; the API shows them as RFC 3339.
 pub(crate) fn utc<S: serde::Serializer>(t: &chrono::NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    s.serialize_str(&t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 pub(crate) fn utc_opt<S: serde::Serializer>(t: &Option<chrono::NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
