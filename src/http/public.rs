@@ -19,7 +19,8 @@ use super::error::ApiError;
 use super::pages::SignupForm;
 use super::{AppState, evidence};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
-use crate::store::subscriptions::{ConfirmOutcome, SignupRequest};
+use crate::store::signups::SignupRequest;
+use crate::store::subscriptions::ConfirmOutcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.route("/", web::get().to(signup_form))

@@ -12,6 +12,7 @@ pub(crate) mod sqlite {
 
     /// The other table families' query code for this backend.
     pub(crate) use crate::store::posts::sqlite as posts_sql;
+    pub(crate) use crate::store::subscriptions::sqlite as subscriptions_sql;
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
     /// reads then writes can never fail half-way with "database is locked".
@@ -64,6 +65,7 @@ pub(crate) mod pg {
     pub(crate) type Conn = diesel::PgConnection;
 
     pub(crate) use crate::store::posts::pg as posts_sql;
+    pub(crate) use crate::store::subscriptions::pg as subscriptions_sql;
 
     pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where

@@ -50,6 +50,7 @@ pub mod outbox;
 pub mod posts;
 mod schema;
 pub mod secrets;
+pub mod signups;
 pub mod subscriptions;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -141,8 +142,7 @@ pub struct Store {
     signups: tokio::sync::mpsc::Sender<PendingSignup>,
 }
 
-type PendingSignup =
-    (subscriptions::SignupRequest, tokio::sync::oneshot::Sender<StoreResult<subscriptions::SignupOutcome>>);
+type PendingSignup = (signups::SignupRequest, tokio::sync::oneshot::Sender<StoreResult<signups::SignupOutcome>>);
 
 /// Signups committed together at most.
 const SIGNUP_GROUP: usize = 64;
@@ -172,7 +172,7 @@ async fn commit_signups(pools: Arc<Pools>, queue: Arc<tokio::sync::Mutex<tokio::
         };
         let (group, answers): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
         let committed =
-            run_on(Arc::clone(&pools), true, move |conn| Ok(on_backend!(conn, subscriptions::signup_group(&group))?));
+            run_on(Arc::clone(&pools), true, move |conn| Ok(on_backend!(conn, signups::signup_group(&group))?));
         match committed.await {
             Ok(outcomes) => {
                 for (outcome, answer) in outcomes.into_iter().zip(answers) {
