@@ -117,6 +117,8 @@ impl AsyncTokioStream for CorkedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     #[test]
     fn data_is_dot_stuffed_and_terminated() {
@@ -131,8 +133,6 @@ mod tests {
         assert_eq!(stuffed(b""), "\r\n.\r\n");
         assert_eq!(stuffed(b"bare\n.lf"), "bare\n.lf\r\n.\r\n", "as lettre: only CRLF ends a line");
     }
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn writes_leave_together_when_the_reply_is_read() {
