@@ -374,6 +374,15 @@ async fn admin_needs_the_token(backend: Backend) {
         ])
     );
     assert_eq!(app.get("/health").await.status(), 200);
+    // Every route under /admin is behind the token, even the wrong ones:
+    // without it nobody learns which exist.
+    for (method, path) in [("POST", "/admin/posts"), ("POST", "/admin/digests"), ("GET", "/admin/digests/1")] {
+        let res = app.client.request(method.parse().unwrap(), app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{method} {path}");
+    }
+    assert_eq!(app.get("/admin/no-such-route").await.status(), 401);
+    let res = app.client.get(app.url("/admin/no-such-route")).bearer_auth(common::ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 404);
 
     // Without a configured token nobody gets in.
     let closed = TestApp::spawn_with(backend, |s| s.admin_token = None).await;

@@ -1,6 +1,10 @@
 //! The author's API under `/admin`, behind a bearer token: lists, posts,
 //! feeds and digests.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -11,30 +15,45 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use crate::author::{self, PostInput, Preview, PreviewError};
+use crate::config::Settings;
 use crate::domain::ListSlug;
 use crate::feed::{self, FeedError};
 use crate::store::digests::TriggerOutcome;
 use crate::store::posts::{ListsMode, Upsert};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/lists", web::get().to(lists))
-        .route("/admin/posts", web::post().to(add_post))
-        .route("/admin/posts", web::get().to(posts))
-        .route("/admin/posts/pull", web::post().to(pull))
-        .route("/admin/digests", web::post().to(trigger))
-        .route("/admin/digests", web::get().to(digests))
-        .route("/admin/digests/preview", web::get().to(preview))
-        .route("/admin/digests/{id}", web::get().to(digest));
+    cfg.service(
+        web::scope("/admin")
+            .wrap(from_fn(require_token))
+            .route("/lists", web::get().to(lists))
+            .route("/posts", web::post().to(add_post))
+            .route("/posts", web::get().to(posts))
+            .route("/posts/pull", web::post().to(pull))
+            .route("/digests", web::post().to(trigger))
+            .route("/digests", web::get().to(digests))
+            .route("/digests/preview", web::get().to(preview))
+            .route("/digests/{id}", web::get().to(digest)),
+    );
+}
+
+/// Every `/admin` request passes here before its handler: a request without
+/// the token never reaches one, so no handler can forget to check.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().ok_or(ApiError::Internal)?;
+    authorize(req.headers(), &state.settings)?;
+    next.call(req).await
 }
 
 /// Checks `Authorization: Bearer …` against the configured token. Hashing
 /// both sides first makes the comparison constant-time whatever the lengths.
 /// With no token configured, nobody gets in.
-pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let expected = state.settings.admin_token.as_deref().ok_or(ApiError::Unauthorized)?;
-    let given = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
+fn authorize(headers: &HeaderMap, settings: &Settings) -> Result<(), ApiError> {
+    let expected = settings.admin_token.as_deref().ok_or(ApiError::Unauthorized)?;
+    let given = headers
+        .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
@@ -42,8 +61,7 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     if same { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
-async fn lists(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn lists(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.list_counts().await?))
 }
 
@@ -59,7 +77,6 @@ async fn add_post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let input: PostInput = body::json(&req, payload).await?;
     let post = author::parse_post(&input, &state.settings)?;
     let outcome = state.store.upsert_posts(vec![post], ListsMode::Replace).await?;
@@ -75,24 +92,14 @@ struct ListQuery {
     list: Option<String>,
 }
 
-async fn posts(
-    req: HttpRequest,
-    query: web::Query<ListQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn posts(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let list = query.list.as_deref().map(|s| known_list(&state, "list", s)).transpose()?;
     let posts = state.store.posts(list.map(|l| l.to_string()), 1000).await?;
     Ok(HttpResponse::Ok().json(posts))
 }
 
 /// `POST /admin/posts/pull[?list=SLUG]`: fetches the configured feeds.
-async fn pull(
-    req: HttpRequest,
-    query: web::Query<ListQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn pull(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let list = query.list.as_deref().map(|s| known_list(&state, "list", s)).transpose()?;
     match feed::pull(&state.store, &state.settings, list.as_ref().map(ListSlug::as_str)).await {
         Ok(reports) => Ok(HttpResponse::Ok().json(reports)),
@@ -118,7 +125,6 @@ async fn trigger(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
     let body: TriggerBody = body::json(&req, payload).await?;
     let list = known_list(&state, "list", &body.list)?;
     let subject = body.subject.as_deref().map(author::parse_subject).transpose()?;
@@ -149,13 +155,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-async fn digests(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn digests(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.digest_statuses(100).await?))
 }
 
-async fn digest(req: HttpRequest, id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn digest(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound("no digest with that id".into()))?;
     match state.store.digest_status(id).await? {
         Some(status) => Ok(HttpResponse::Ok().json(status)),
@@ -164,12 +168,7 @@ async fn digest(req: HttpRequest, id: web::Path<String>, state: web::Data<AppSta
 }
 
 /// `GET /admin/digests/preview?list=SLUG`: the HTML a reader would get now.
-async fn preview(
-    req: HttpRequest,
-    query: web::Query<ListQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
+async fn preview(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
     let list = known_list(&state, "list", slug)?;
     match author::preview(&state.store, &state.messages, list).await {
