@@ -11,7 +11,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::dispatch::{DigestSender, OutboxSender, RateLimiter};
+use crate::dispatch::{DigestSender, OutboxSender, RateLimiter, SendContext};
 use crate::domain::Signer;
 use crate::http::{self, AppState, Pages};
 use crate::mail::{Composer, Links, Mailer, Messages, Renderer};
@@ -64,23 +64,15 @@ impl Core {
     /// Starts the outbox and digest senders; they stop when `stop` says so,
     /// after finishing the sends in flight.
     pub fn start_senders(&self, stop: &watch::Sender<bool>) -> Senders {
-        let rate = Arc::new(RateLimiter::new(self.settings.send_rate_per_second));
-        let outbox = OutboxSender::new(
-            self.store.clone(),
-            Arc::clone(&self.mailer),
-            Arc::clone(&self.messages),
-            Arc::clone(&self.settings),
-            Arc::clone(&rate),
-            Arc::clone(&self.outbox_wake),
-        );
-        let digests = DigestSender::new(
-            self.store.clone(),
-            Arc::clone(&self.mailer),
-            Arc::clone(&self.messages),
-            Arc::clone(&self.settings),
-            rate,
-            Arc::clone(&self.digest_wake),
-        );
+        let ctx = SendContext {
+            store: self.store.clone(),
+            mailer: Arc::clone(&self.mailer),
+            messages: Arc::clone(&self.messages),
+            settings: Arc::clone(&self.settings),
+            rate: Arc::new(RateLimiter::new(self.settings.send_rate_per_second)),
+        };
+        let outbox = OutboxSender::new(ctx.clone(), Arc::clone(&self.outbox_wake));
+        let digests = DigestSender::new(ctx, Arc::clone(&self.digest_wake));
         Senders {
             tasks: vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))],
             mailer: Arc::clone(&self.mailer),

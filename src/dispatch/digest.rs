@@ -11,9 +11,8 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::{RateLimiter, Verdict, after, verdict};
-use crate::config::Settings;
-use crate::mail::{Mailer, Messages, PreparedDigest, SendError};
+use super::{SendContext, Verdict, after, verdict};
+use crate::mail::{PreparedDigest, SendError};
 use crate::store::Store;
 use crate::store::digests::{DeliveryJob, DeliveryResult};
 
@@ -23,35 +22,24 @@ const MAX_GROUP: usize = 512;
 type Recorded = (i64, i64, DeliveryResult, oneshot::Sender<()>);
 
 pub struct DigestSender {
-    store: Store,
-    mailer: Arc<Mailer>,
-    messages: Arc<Messages>,
-    settings: Arc<Settings>,
-    rate: Arc<RateLimiter>,
+    ctx: SendContext,
     wake: Arc<Notify>,
     prepared: StdMutex<HashMap<i64, Arc<PreparedDigest>>>,
 }
 
 impl DigestSender {
-    pub fn new(
-        store: Store,
-        mailer: Arc<Mailer>,
-        messages: Arc<Messages>,
-        settings: Arc<Settings>,
-        rate: Arc<RateLimiter>,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Self { store, mailer, messages, settings, rate, wake, prepared: StdMutex::new(HashMap::new()) }
+    pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
+        Self { ctx, wake, prepared: StdMutex::new(HashMap::new()) }
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
-        let workers = this.settings.smtp_concurrency;
+        let workers = this.ctx.settings.smtp_concurrency;
         let batch = (workers * 4).clamp(64, 2048);
         let (job_tx, job_rx) = mpsc::channel::<DeliveryJob>(batch);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (result_tx, result_rx) = mpsc::channel::<Recorded>(workers * 2);
-        let recorder = tokio::spawn(record(this.store.clone(), result_rx));
+        let recorder = tokio::spawn(record(this.ctx.store.clone(), result_rx));
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let worker = Arc::clone(&this).work(Arc::clone(&job_rx), result_tx.clone(), shutdown.clone());
@@ -59,8 +47,8 @@ impl DigestSender {
         }
         drop(result_tx);
 
-        let lease = chrono::Duration::seconds(this.settings.delivery_lease_secs as i64);
-        let poll = Duration::from_millis(this.settings.outbox_poll_ms);
+        let lease = chrono::Duration::seconds(this.ctx.settings.delivery_lease_secs as i64);
+        let poll = Duration::from_millis(this.ctx.settings.outbox_poll_ms);
         while !*shutdown.borrow() {
             // Claim only what the workers can take soon: claimed rows wait in
             // memory, and their lease must not run out before they are sent.
@@ -68,7 +56,7 @@ impl DigestSender {
                 p = job_tx.reserve_many(batch / 2) => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.changed() => break,
             };
-            let jobs = match this.store.claim_deliveries(permits.len() as i64, lease).await {
+            let jobs = match this.ctx.store.claim_deliveries(permits.len() as i64, lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim deliveries; retrying");
@@ -77,7 +65,7 @@ impl DigestSender {
             };
             if jobs.is_empty() {
                 drop(permits);
-                if let Err(e) = this.store.finish_idle_digests().await {
+                if let Err(e) = this.ctx.store.finish_idle_digests().await {
                     tracing::warn!(error = %e, "could not close finished digests");
                 }
                 tokio::select! {
@@ -103,7 +91,7 @@ impl DigestSender {
             left.push(job.id);
         }
         if !left.is_empty() {
-            if let Err(e) = this.store.release_deliveries(left).await {
+            if let Err(e) = this.ctx.store.release_deliveries(left).await {
                 tracing::warn!(error = %e, "could not release claimed deliveries; their lease will expire");
             }
         }
@@ -146,21 +134,22 @@ impl DigestSender {
             Ok(d) => d,
             Err(e) => return self.judge(job, Err(SendError::Transient(e))),
         };
-        let message = match self.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id) {
+        let message = match self.ctx.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id)
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build a digest message");
                 return DeliveryResult::Failed { error: e.to_string(), suppress: false };
             }
         };
-        self.rate.acquire().await;
-        let sent = self.mailer.send(&message).await;
+        self.ctx.rate.acquire().await;
+        let sent = self.ctx.mailer.send(&message).await;
         self.judge(job, sent)
     }
 
     fn judge(&self, job: &DeliveryJob, sent: Result<(), SendError>) -> DeliveryResult {
         let suppress = matches!(sent, Err(SendError::Permanent(_)));
-        match verdict(&self.settings, u32::try_from(job.attempts).unwrap_or(0), sent) {
+        match verdict(&self.ctx.settings, u32::try_from(job.attempts).unwrap_or(0), sent) {
             Verdict::Sent => DeliveryResult::Sent,
             Verdict::RetryAfter(delay, error) => {
                 tracing::warn!(%error, retry_in = ?delay, "digest message not sent; will retry");
@@ -179,12 +168,13 @@ impl DigestSender {
             return Ok(Arc::clone(found));
         }
         let content = self
+            .ctx
             .store
             .digest_content(digest_id)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("digest {digest_id} is gone"))?;
-        let prepared = Arc::new(self.messages.prepare_digest(&content).map_err(|e| e.to_string())?);
+        let prepared = Arc::new(self.ctx.messages.prepare_digest(&content).map_err(|e| e.to_string())?);
         let mut cache = self.cache();
         if cache.len() > 32 {
             cache.clear();

@@ -9,12 +9,25 @@ pub use digest::DigestSender;
 pub use outbox::OutboxSender;
 pub use rate::RateLimiter;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::config::Settings;
-use crate::mail::SendError;
+use crate::mail::{Mailer, Messages, SendError};
+use crate::store::Store;
+
+/// What every sender works with: where the work is, how to write and send
+/// it, and the one send rate all senders of a process share.
+#[derive(Clone)]
+pub struct SendContext {
+    pub store: Store,
+    pub mailer: Arc<Mailer>,
+    pub messages: Arc<Messages>,
+    pub settings: Arc<Settings>,
+    pub rate: Arc<RateLimiter>,
+}
 
 /// What to record after a send attempt, given how many attempts came before.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,10 +5,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
-use super::{RateLimiter, Verdict, after, verdict};
-use crate::config::Settings;
-use crate::mail::{Mailer, Messages};
-use crate::store::Store;
+use super::{SendContext, Verdict, after, verdict};
 use crate::store::outbox::{OutboxJob, OutboxResult};
 
 /// Rows claimed per round.
@@ -17,36 +14,25 @@ const BATCH: i64 = 64;
 /// Delivers the outbox (confirmation emails). Wakes when a signup queues mail,
 /// and polls for retries that have come due.
 pub struct OutboxSender {
-    store: Store,
-    mailer: Arc<Mailer>,
-    messages: Arc<Messages>,
-    settings: Arc<Settings>,
-    rate: Arc<RateLimiter>,
+    ctx: SendContext,
     wake: Arc<Notify>,
 }
 
 impl OutboxSender {
-    pub fn new(
-        store: Store,
-        mailer: Arc<Mailer>,
-        messages: Arc<Messages>,
-        settings: Arc<Settings>,
-        rate: Arc<RateLimiter>,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Self { store, mailer, messages, settings, rate, wake }
+    pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
+        Self { ctx, wake }
     }
 
     /// A claim is a lease: a sender that dies (or loses the database
     /// mid-claim) leaves its rows to be claimed again when it runs out.
     fn lease(&self) -> chrono::Duration {
-        chrono::Duration::seconds(i64::try_from(self.settings.delivery_lease_secs).unwrap_or(i64::MAX))
+        chrono::Duration::seconds(i64::try_from(self.ctx.settings.delivery_lease_secs).unwrap_or(i64::MAX))
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let poll = Duration::from_millis(self.settings.outbox_poll_ms);
+        let poll = Duration::from_millis(self.ctx.settings.outbox_poll_ms);
         while !*shutdown.borrow() {
-            let jobs = match self.store.claim_outbox(BATCH, self.lease()).await {
+            let jobs = match self.ctx.store.claim_outbox(BATCH, self.lease()).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim outbox mail; retrying");
@@ -69,7 +55,7 @@ impl OutboxSender {
                     let id = job.id;
                     self.deliver(job).instrument(span).map(move |r| (id, r))
                 })
-                .buffer_unordered(self.settings.smtp_concurrency)
+                .buffer_unordered(self.ctx.settings.smtp_concurrency)
                 .collect()
                 .await;
             self.record(results).await;
@@ -79,7 +65,7 @@ impl OutboxSender {
     async fn deliver(&self, job: OutboxJob) -> OutboxResult {
         let attempts = u32::try_from(job.attempts).unwrap_or(0);
         let message = match &job.confirmation {
-            Some(confirmation) => self.messages.confirmation(&job.email, confirmation),
+            Some(confirmation) => self.ctx.messages.confirmation(&job.email, confirmation),
             None => {
                 return OutboxResult::Failed { error: "unknown outbox kind".into() };
             }
@@ -91,16 +77,16 @@ impl OutboxSender {
                 return OutboxResult::Failed { error: e.to_string() };
             }
         };
-        self.rate.acquire().await;
-        let result = self.mailer.send(&message).await;
-        if self.mailer.is_file() {
+        self.ctx.rate.acquire().await;
+        let result = self.ctx.mailer.send(&message).await;
+        if self.ctx.mailer.is_file() {
             if let Some(c) = &job.confirmation {
                 // Development only: the .eml is on disk anyway, and this is
                 // the quickest way to click through a local signup.
-                tracing::info!(url = %self.messages.links.confirm_url(&c.token_public_id), "confirmation link");
+                tracing::info!(url = %self.ctx.messages.links.confirm_url(&c.token_public_id), "confirmation link");
             }
         }
-        match verdict(&self.settings, attempts, result) {
+        match verdict(&self.ctx.settings, attempts, result) {
             Verdict::Sent => {
                 tracing::info!(message_id = %message.message_id, "confirmation sent");
                 OutboxResult::Sent
@@ -117,7 +103,7 @@ impl OutboxSender {
     }
 
     async fn record(&self, results: Vec<(i64, OutboxResult)>) {
-        if let Err(e) = self.store.record_outbox(results).await {
+        if let Err(e) = self.ctx.store.record_outbox(results).await {
             // The lease runs out and the rows are claimed again: at worst one
             // round of duplicate confirmations, never a lost one.
             tracing::error!(error = %e, "could not record outbox results");
