@@ -437,19 +437,9 @@ async fn a_failing_signup_leaves_the_others_of_its_group_intact(backend: Backend
             )
         }
     };
-    let mut tasks = Vec::new();
-    for i in 0..60 {
-        let email = if i == 30 { "doomed@example.com".to_owned() } else { format!("group{i}@example.com") };
-        let (client, url) = (app.client.clone(), app.url("/subscriptions"));
-        tasks.push(tokio::spawn(async move {
-            let res = client.post(url).json(&json!({ "email": email, "lists": ["orthopedic"] })).send().await;
-            res.unwrap().status().as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for t in tasks {
-        statuses.push(t.await.unwrap());
-    }
+    let emails =
+        (0..60).map(|i| if i == 30 { "doomed@example.com".to_owned() } else { format!("group{i}@example.com") });
+    let statuses = app.signups_at_once(emails.collect(), &["orthopedic"]).await;
     assert_eq!(statuses[30], 500);
     assert!(statuses.iter().enumerate().all(|(i, &s)| i == 30 || s == 202), "{statuses:?}");
     assert_eq!(app.db.count("subscribers WHERE email = 'doomed@example.com'"), 0);
@@ -461,18 +451,10 @@ async fn a_failing_signup_leaves_the_others_of_its_group_intact(backend: Backend
 
 async fn one_address_signed_up_many_times_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let mut tasks = Vec::new();
-    for i in 0..60 {
-        let email = if i % 2 == 0 { "twin@example.com".to_owned() } else { format!("other{i}@example.com") };
-        let (client, url) = (app.client.clone(), app.url("/subscriptions"));
-        tasks.push(tokio::spawn(async move {
-            let res = client.post(url).json(&json!({ "email": email, "lists": ["orthopedic"] })).send().await;
-            res.unwrap().status().as_u16()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 202);
-    }
+    let emails =
+        (0..60).map(|i| if i % 2 == 0 { "twin@example.com".to_owned() } else { format!("other{i}@example.com") });
+    let statuses = app.signups_at_once(emails.collect(), &["orthopedic"]).await;
+    assert!(statuses.iter().all(|&s| s == 202), "{statuses:?}");
     assert_eq!(app.db.count("subscribers"), 31);
     assert_eq!(app.db.count("subscriptions"), 31);
     let twin = "(SELECT id FROM subscribers WHERE email = 'twin@example.com')";

@@ -227,6 +227,24 @@ impl TestApp {
         self.post_json("/subscriptions", &serde_json::json!({ "email": email, "lists": lists })).await
     }
 
+    /// Sends every signup at once, each on a task of its own; the answers'
+    /// statuses, in the order of `emails`.
+    pub async fn signups_at_once(&self, emails: Vec<String>, lists: &[&str]) -> Vec<u16> {
+        let tasks: Vec<_> = emails
+            .into_iter()
+            .map(|email| {
+                let (client, url) = (self.client.clone(), self.url("/subscriptions"));
+                let body = serde_json::json!({ "email": email, "lists": lists });
+                tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses
+    }
+
     pub async fn admin_get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap()
     }
