@@ -22,6 +22,7 @@ on_both_backends!(
     feed_fetch_gives_up_on_slow_and_oversized_feeds,
     preview_shows_what_a_reader_would_get,
     two_senders_share_a_digest_without_duplicates,
+    a_message_sent_twice_is_counted_once,
 );
 
 fn per_recipient(app: &TestApp) -> HashMap<String, usize> {
@@ -448,4 +449,29 @@ async fn two_senders_share_a_digest_without_duplicates(backend: Backend) {
     let seen = per_recipient(&first);
     assert_eq!(seen.len(), 400);
     assert!(seen.values().all(|&n| n == 1), "a reader got the digest twice");
+}
+
+/// A lease shorter than one send: each message is claimed again while still
+/// in flight, sent twice and recorded twice. The digest's counts must still
+/// add up to its readers, or it would never (or too early) be finished.
+async fn a_message_sent_twice_is_counted_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.smtp_concurrency = 4;
+        s.delivery_lease_secs = 1;
+    })
+    .await;
+    app.smtp.set_delay(Duration::from_millis(1500));
+    app.db.seed_confirmed("orthopedic", "twice", 4);
+    app.add_post("https://blog.example.org/twice", "Twice", &["orthopedic"]).await;
+    let status = app.send_digest("orthopedic").await;
+    assert_eq!(status["status"], "sent", "{status}");
+    assert_eq!(status["recipients"], 4, "{status}");
+    assert_eq!(status["sent"], 4, "{status}");
+    assert_eq!(status["pending"], 0, "{status}");
+    // Let the second copies land and be recorded too.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(app.smtp.received().len() > 4, "the lease was meant to run out mid-send");
+    let again: Value = app.admin_get(&format!("/admin/digests/{}", status["id"])).await.json().await.unwrap();
+    assert_eq!((again["sent"].as_i64(), again["pending"].as_i64()), (Some(4), Some(0)), "{again}");
+    assert_eq!(app.db.count("deliveries WHERE status = 'sent'"), 4);
 }

@@ -43,6 +43,18 @@ pub(crate) mod sqlite {
             .load(c)
     }
 
+    /// Those of `ids` whose delivery is still pending; no row lock needed
+    /// behind SQLite's single writer. The status is checked here rather than
+    /// in SQL: with `status = 'pending'` in the query, SQLite walks its status
+    /// index instead of looking the few ids up by key.
+    pub(crate) fn pending_deliveries(c: &mut Conn, ids: &[i64]) -> Result<Vec<i64>, Error> {
+        let rows: Vec<(i64, String)> = deliveries::table
+            .filter(deliveries::id.eq_any(ids))
+            .select((deliveries::id, deliveries::status))
+            .load(c)?;
+        Ok(rows.into_iter().filter(|(_, status)| status == "pending").map(|(id, _)| id).collect())
+    }
+
     /// Due outbox rows; no row lock needed behind SQLite's single writer.
     pub(crate) fn due_outbox_ids(c: &mut Conn, now: NaiveDateTime, limit: i64) -> Result<Vec<i64>, Error> {
         outbox::table
@@ -98,6 +110,21 @@ pub(crate) mod pg {
             .for_update()
             .skip_locked()
             .load(c)
+    }
+
+    /// Those of `ids` whose delivery is still pending, locked until commit so
+    /// that a second sender recording the same delivery waits and then sees
+    /// it finished. The status is checked here, not in SQL, for the reason
+    /// given for SQLite: with the status in the query, the cached generic plan
+    /// combined the key lookup with a pass over the status index (3 ms per
+    /// call at 100,000 deliveries instead of 0.1 ms).
+    pub(crate) fn pending_deliveries(c: &mut Conn, ids: &[i64]) -> Result<Vec<i64>, Error> {
+        let rows: Vec<(i64, String)> = deliveries::table
+            .filter(deliveries::id.eq_any(ids))
+            .select((deliveries::id, deliveries::status))
+            .for_update()
+            .load(c)?;
+        Ok(rows.into_iter().filter(|(_, status)| status == "pending").map(|(id, _)| id).collect())
     }
 
     /// Due outbox rows that no other sender holds locked right now.

@@ -97,8 +97,20 @@ pub enum DeliveryResult {
 }
 
 type PostColumns = (i64, String, String, String, NaiveDateTime);
-type StatusRow = (i64, String, String, String, i64, NaiveDateTime, Option<NaiveDateTime>);
+type StatusRow = (i64, String, String, String, Counts, NaiveDateTime, Option<NaiveDateTime>);
 type ClaimRow = (i64, i64, i32, String, Option<String>, String, String, Option<NaiveDateTime>);
+/// A digest's recipients and its sent, failed and skipped deliveries.
+type Counts = (i64, i64, i64, i64);
+const COUNTS: (digests::recipients, digests::sent_count, digests::failed_count, digests::skipped_count) =
+    (digests::recipients, digests::sent_count, digests::failed_count, digests::skipped_count);
+
+/// Deliveries one group of results moved out of `pending`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Finished {
+    sent: i64,
+    failed: i64,
+    skipped: i64,
+}
 
 per_backend! {
     pub(crate) fn trigger(
@@ -259,7 +271,7 @@ per_backend! {
                 lists::slug,
                 digests::subject,
                 digests::status,
-                digests::recipients,
+                COUNTS,
                 digests::created_at,
                 digests::finished_at,
             ))
@@ -271,11 +283,8 @@ per_backend! {
         }
         let rows: Vec<StatusRow> = query.load(c)?;
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let counts: Vec<(i64, String, i64)> = deliveries::table
-            .filter(deliveries::digest_id.eq_any(&ids))
-            .group_by((deliveries::digest_id, deliveries::status))
-            .select((deliveries::digest_id, deliveries::status, count_star()))
-            .load(c)?;
+        // Pending deliveries that failed at least once: few, and indexed
+        // apart (`deliveries_retrying`).
         let retrying: Vec<(i64, i64)> = deliveries::table
             .filter(deliveries::digest_id.eq_any(&ids))
             .filter(deliveries::status.eq("pending"))
@@ -284,12 +293,13 @@ per_backend! {
             .select((deliveries::digest_id, count_star()))
             .load(c)?;
         let mut statuses = Vec::with_capacity(rows.len());
-        for (id, list, subject, status, recipients, created_at, finished_at) in rows {
+        for (id, list, subject, status, (recipients, sent, failed, skipped), created_at, finished_at) in rows {
             let retrying = retrying.iter().find(|r| r.0 == id).map_or(0, |r| r.1);
             let last_error = if retrying > 0 {
                 deliveries::table
                     .filter(deliveries::digest_id.eq(id))
                     .filter(deliveries::status.eq("pending"))
+                    .filter(deliveries::attempts.gt(0))
                     .filter(deliveries::last_error.is_not_null())
                     .select(deliveries::last_error)
                     .first::<Option<String>>(c)
@@ -298,12 +308,11 @@ per_backend! {
             } else {
                 None
             };
-            let n = |s: &str| counts.iter().filter(|(d, st, _)| *d == id && st == s).map(|r| r.2).sum();
             statuses.push(DigestStatus {
-                sent: n("sent"),
-                failed: n("failed"),
-                skipped: n("skipped"),
-                pending: n("pending"),
+                sent,
+                failed,
+                skipped,
+                pending: recipients - sent - failed - skipped,
                 retrying,
                 last_error,
                 id,
@@ -369,12 +378,37 @@ per_backend! {
 
     pub(crate) fn record(c: &mut Conn, results: &[(i64, i64, DeliveryResult)]) -> QueryResult<()> {
         let now = Utc::now().naive_utc();
+        let mut digest_ids: Vec<i64> = results.iter().map(|r| r.1).collect();
+        digest_ids.sort_unstable();
+        digest_ids.dedup();
         write_tx(c, |c| {
             relaxed_commit(c)?;
-            let ids_with = |want: fn(&DeliveryResult) -> bool| -> Vec<i64> {
-                results.iter().filter(|r| want(&r.2)).map(|r| r.0).collect()
-            };
-            let sent = ids_with(|r| matches!(r, DeliveryResult::Sent));
+            for digest in digest_ids {
+                let of_digest: Vec<&(i64, i64, DeliveryResult)> = results.iter().filter(|r| r.1 == digest).collect();
+                let finished = record_for_digest(c, &of_digest, now)?;
+                count_finished(c, digest, finished, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records one digest's results and says how many deliveries they
+    /// finished. Only pending rows change: a message sent twice (its lease
+    /// ran out while in flight) is counted once.
+    fn record_for_digest(
+        c: &mut Conn,
+        results: &[&(i64, i64, DeliveryResult)],
+        now: NaiveDateTime,
+    ) -> QueryResult<Finished> {
+        let ids: Vec<i64> = results.iter().map(|r| r.0).collect();
+        let mut pending = pending_deliveries(c, &ids)?;
+        pending.sort_unstable();
+        let results: Vec<_> = results.iter().filter(|r| pending.binary_search(&r.0).is_ok()).collect();
+        let ids_with = |want: fn(&DeliveryResult) -> bool| -> Vec<i64> {
+            results.iter().filter(|r| want(&r.2)).map(|r| r.0).collect()
+        };
+        let sent = ids_with(|r| matches!(r, DeliveryResult::Sent));
+        if !sent.is_empty() {
             diesel::update(deliveries::table.filter(deliveries::id.eq_any(&sent)))
                 .set((
                     deliveries::status.eq("sent"),
@@ -383,75 +417,77 @@ per_backend! {
                     deliveries::last_error.eq(None::<String>),
                 ))
                 .execute(c)?;
-            let skipped = ids_with(|r| matches!(r, DeliveryResult::Skipped));
+        }
+        let skipped = ids_with(|r| matches!(r, DeliveryResult::Skipped));
+        if !skipped.is_empty() {
             diesel::update(deliveries::table.filter(deliveries::id.eq_any(&skipped)))
                 .set(deliveries::status.eq("skipped"))
                 .execute(c)?;
-            for (id, _, result) in results {
-                match result {
-                    DeliveryResult::Retry { at, error } => {
-                        diesel::update(deliveries::table.find(id))
-                            .set((
-                                deliveries::next_attempt_at.eq(at),
-                                deliveries::attempts.eq(deliveries::attempts + 1),
-                                deliveries::last_error.eq(error),
-                            ))
-                            .execute(c)?;
-                    }
-                    DeliveryResult::Failed { error, suppress } => {
-                        diesel::update(deliveries::table.find(id))
-                            .set((
-                                deliveries::status.eq("failed"),
-                                deliveries::attempts.eq(deliveries::attempts + 1),
-                                deliveries::last_error.eq(error),
-                            ))
-                            .execute(c)?;
-                        if *suppress {
-                            let subscriber = deliveries::table
-                                .inner_join(subscriptions::table)
-                                .filter(deliveries::id.eq(id))
-                                .select(subscriptions::subscriber_id);
-                            diesel::update(subscribers::table.filter(subscribers::id.eq_any(subscriber)))
-                                .set(subscribers::suppressed_at.eq(now))
-                                .execute(c)?;
-                        }
-                    }
-                    DeliveryResult::Sent | DeliveryResult::Skipped => {}
+        }
+        let mut failed = 0;
+        for (id, _, result) in &results {
+            match result {
+                DeliveryResult::Retry { at, error } => {
+                    diesel::update(deliveries::table.find(id))
+                        .set((
+                            deliveries::next_attempt_at.eq(at),
+                            deliveries::attempts.eq(deliveries::attempts + 1),
+                            deliveries::last_error.eq(error),
+                        ))
+                        .execute(c)?;
                 }
+                DeliveryResult::Failed { error, suppress } => {
+                    failed += 1;
+                    diesel::update(deliveries::table.find(id))
+                        .set((
+                            deliveries::status.eq("failed"),
+                            deliveries::attempts.eq(deliveries::attempts + 1),
+                            deliveries::last_error.eq(error),
+                        ))
+                        .execute(c)?;
+                    if *suppress {
+                        let subscriber = deliveries::table
+                            .inner_join(subscriptions::table)
+                            .filter(deliveries::id.eq(id))
+                            .select(subscriptions::subscriber_id);
+                        diesel::update(subscribers::table.filter(subscribers::id.eq_any(subscriber)))
+                            .set(subscribers::suppressed_at.eq(now))
+                            .execute(c)?;
+                    }
+                }
+                DeliveryResult::Sent | DeliveryResult::Skipped => {}
             }
-            let mut touched: Vec<i64> = results.iter().map(|r| r.1).collect();
-            touched.sort_unstable();
-            touched.dedup();
-            for digest in touched {
-                finish_if_done(c, digest, now)?;
-            }
-            Ok(())
-        })
+        }
+        Ok(Finished { sent: sent.len() as i64, failed, skipped: skipped.len() as i64 })
     }
 
-    /// Marks a digest finished once no delivery is pending: `sent` when any
-    /// message went out (or none was due), `failed` when every one failed.
-    fn finish_if_done(c: &mut Conn, digest: i64, now: NaiveDateTime) -> QueryResult<()> {
-        // Cheap (an index probe) on every commit; the full count runs once.
-        let pending = deliveries::table
-            .filter(deliveries::digest_id.eq(digest))
-            .filter(deliveries::status.eq("pending"))
-            .select(deliveries::id)
-            .first::<i64>(c)
+    /// Adds finished deliveries to the digest's counts and marks it finished
+    /// once none is pending: `sent` when any message went out (or none was
+    /// due), `failed` when every one failed. The counts live on the digest
+    /// row, so two senders recording at once take turns on it and the later
+    /// one sees both: neither can leave a fully sent digest open.
+    fn count_finished(c: &mut Conn, digest: i64, finished: Finished, now: NaiveDateTime) -> QueryResult<()> {
+        let counted: Option<Counts> = diesel::update(digests::table.find(digest))
+            .set((
+                digests::sent_count.eq(digests::sent_count + finished.sent),
+                digests::failed_count.eq(digests::failed_count + finished.failed),
+                digests::skipped_count.eq(digests::skipped_count + finished.skipped),
+            ))
+            .returning(COUNTS)
+            .get_result(c)
             .optional()?;
-        if pending.is_some() {
+        match counted {
+            Some(counts) => close_if_done(c, digest, counts, now),
+            None => Ok(()),
+        }
+    }
+
+    fn close_if_done(c: &mut Conn, digest: i64, counts: Counts, now: NaiveDateTime) -> QueryResult<()> {
+        let (recipients, sent, failed, skipped) = counts;
+        if sent + failed + skipped < recipients {
             return Ok(());
         }
-        let counts: Vec<(String, i64)> = deliveries::table
-            .filter(deliveries::digest_id.eq(digest))
-            .group_by(deliveries::status)
-            .select((deliveries::status, count_star()))
-            .load(c)?;
-        let n = |s: &str| counts.iter().filter(|(st, _)| st == s).map(|r| r.1).sum::<i64>();
-        if n("pending") > 0 {
-            return Ok(());
-        }
-        let status = if n("failed") > 0 && n("sent") == 0 { "failed" } else { "sent" };
+        let status = if failed > 0 && sent == 0 { "failed" } else { "sent" };
         diesel::update(digests::table.find(digest))
             .filter(digests::status.eq_any(["queued", "sending"]))
             .set((digests::status.eq(status), digests::finished_at.eq(now)))
@@ -470,17 +506,18 @@ per_backend! {
             .get_result(c)
     }
 
-    /// Finishes every open digest with nothing pending. Two senders
-    /// committing their last results at once can each still see the other's
-    /// rows as pending; this sweep, run whenever a sender finds no work,
-    /// closes such a digest.
+    /// Closes every open digest with nothing pending, should one have been
+    /// left open (by a version that counted differently, say); cheap, and run
+    /// whenever a sender finds no work.
     pub(crate) fn finish_idle(c: &mut Conn) -> QueryResult<()> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
-            let open: Vec<i64> =
-                digests::table.filter(digests::status.eq_any(["queued", "sending"])).select(digests::id).load(c)?;
-            for digest in open {
-                finish_if_done(c, digest, now)?;
+            let open: Vec<(i64, Counts)> = digests::table
+                .filter(digests::status.eq_any(["queued", "sending"]))
+                .select((digests::id, COUNTS))
+                .load(c)?;
+            for (digest, counts) in open {
+                close_if_done(c, digest, counts, now)?;
             }
             Ok(())
         })

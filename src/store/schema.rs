@@ -127,6 +127,9 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         created_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+        sent_count -> BigInt,
+        failed_count -> BigInt,
+        skipped_count -> BigInt,
     }
 }
 
