@@ -19,6 +19,12 @@ use crate::store::digests::{DeliveryJob, DeliveryResult};
 /// Results committed in one transaction at most.
 const MAX_GROUP: usize = 512;
 
+/// How long a commit waits for more results once it has its first. Each
+/// commit has a fixed cost (on SQLite, writing every page it touched to the
+/// WAL; on PostgreSQL, a handful of round trips), so a few milliseconds
+/// spent gathering a bigger group cost less than the commits they save.
+const LINGER: Duration = Duration::from_millis(2);
+
 type Recorded = (i64, i64, DeliveryResult, oneshot::Sender<()>);
 
 pub struct DigestSender {
@@ -39,7 +45,7 @@ impl DigestSender {
         let (job_tx, job_rx) = mpsc::channel::<DeliveryJob>(batch);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (result_tx, result_rx) = mpsc::channel::<Recorded>(workers * 2);
-        let recorder = tokio::spawn(record(this.ctx.store.clone(), result_rx));
+        let recorder = tokio::spawn(record(this.ctx.store.clone(), result_rx, (workers / 2).max(1)));
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let worker = Arc::clone(&this).work(Arc::clone(&job_rx), result_tx.clone(), shutdown.clone());
@@ -188,11 +194,19 @@ impl DigestSender {
     }
 }
 
-/// Commits results in groups: whatever has arrived while the previous commit
-/// ran goes into the next one, then every worker in the group is released.
-async fn record(store: Store, mut results: mpsc::Receiver<Recorded>) {
+/// Commits results in groups: whatever arrives while the previous commit
+/// runs, or within `LINGER` of the group's first result, up to `enough`, goes
+/// into the next one; then every worker in the group is released.
+async fn record(store: Store, mut results: mpsc::Receiver<Recorded>, enough: usize) {
     while let Some(first) = results.recv().await {
         let mut group = vec![first];
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while group.len() < enough.min(MAX_GROUP) {
+            match tokio::time::timeout_at(deadline, results.recv()).await {
+                Ok(Some(r)) => group.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
         while group.len() < MAX_GROUP {
             match results.try_recv() {
                 Ok(r) => group.push(r),
