@@ -37,6 +37,7 @@ pub(crate) mod sqlite {
         deliveries::table
             .filter(deliveries::status.eq("pending"))
             .filter(deliveries::next_attempt_at.le(now))
+            .filter(deliveries::leased_until.is_null().or(deliveries::leased_until.le(now)))
             .order(deliveries::next_attempt_at)
             .limit(limit)
             .select(deliveries::id)
@@ -104,6 +105,7 @@ pub(crate) mod pg {
         deliveries::table
             .filter(deliveries::status.eq("pending"))
             .filter(deliveries::next_attempt_at.le(now))
+            .filter(deliveries::leased_until.is_null().or(deliveries::leased_until.le(now)))
             .order(deliveries::next_attempt_at)
             .limit(limit)
             .select(deliveries::id)

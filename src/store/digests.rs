@@ -336,7 +336,7 @@ per_backend! {
                 return Ok(Vec::new());
             }
             diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
-                .set(deliveries::next_attempt_at.eq(now + lease))
+                .set(deliveries::leased_until.eq(now + lease))
                 .execute(c)?;
             let rows: Vec<ClaimRow> =
                 deliveries::table
@@ -431,6 +431,7 @@ per_backend! {
                     diesel::update(deliveries::table.find(id))
                         .set((
                             deliveries::next_attempt_at.eq(at),
+                            deliveries::leased_until.eq(None::<NaiveDateTime>),
                             deliveries::attempts.eq(deliveries::attempts + 1),
                             deliveries::last_error.eq(error),
                         ))
@@ -526,8 +527,7 @@ per_backend! {
     /// Gives claimed rows back at once (on shutdown), instead of at lease end.
     pub(crate) fn release(c: &mut Conn, ids: &[i64]) -> QueryResult<()> {
         diesel::update(deliveries::table.filter(deliveries::id.eq_any(ids)))
-            .filter(deliveries::status.eq("pending"))
-            .set(deliveries::next_attempt_at.eq(Utc::now().naive_utc()))
+            .set(deliveries::leased_until.eq(None::<NaiveDateTime>))
             .execute(c)
             .map(drop)
     }
