@@ -72,7 +72,7 @@ db_url() { # backend name -> fresh database URL
     sqlite) echo "sqlite://$work/$2.db" ;;
     postgres)
       psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2" >/dev/null
-      echo "${pg_admin%/*}/$2" ;;
+      echo "${pg_admin%/*}/$2?sslmode=disable" ;;
   esac
 }
 drop_db() { [ "$1" = postgres ] && psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null || true; }
@@ -227,7 +227,7 @@ echo "$table"
   echo
   echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
   echo
-  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink."
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink."
   echo
   echo "$table"
 } >> "$root/BENCHMARKS.md"
