@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 on_both_backends!(
     smtp_down_for_a_whole_digest_then_back,
     smtp_dropping_the_connection_mid_data_is_retried,
+    a_delivery_whose_subscription_was_deleted_is_skipped,
     concurrent_signups_and_sending_never_see_a_locked_database,
     garbage_at_every_public_route_never_gets_a_5xx,
 );
@@ -49,6 +50,44 @@ async fn smtp_down_for_a_whole_digest_then_back(backend: Backend) {
     assert!(done["last_error"].is_null());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(smtp.received().len(), 40, "each reader once");
+}
+
+/// Subscriptions are never deleted by Tidings, but a hand-run `DELETE` must
+/// not leave a digest sending forever: the orphaned delivery (PostgreSQL) or
+/// the delivery deleted with it (SQLite's cascade) counts as skipped.
+async fn a_delivery_whose_subscription_was_deleted_is_skipped(backend: Backend) {
+    let port = free_port();
+    let db = TestDb::new(backend);
+    let settings = test_settings(&db, port);
+    let app = TestApp::spawn_on(settings, SmtpServer::start().await, db).await;
+    app.db.seed_confirmed("orthopedic", "orphan", 3);
+    app.add_post("https://blog.example.org/orphan", "Orphan", &["orthopedic"]).await;
+    let res = app.admin_post("/admin/digests", &json!({ "list": "orthopedic" })).await;
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    // SMTP is down: every delivery waits for a retry, none is finished.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s: Value = app.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
+        if s["retrying"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gone = app.db.execute(&format!(
+        "DELETE FROM subscriptions WHERE id = (SELECT MIN(subscription_id) FROM deliveries WHERE digest_id = {id})"
+    ));
+    assert_eq!(gone, 1);
+
+    let smtp = SmtpServer::start_on(port).await;
+    let done = app.wait_digest(id).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    assert_eq!(
+        (done["sent"].as_i64(), done["skipped"].as_i64(), done["pending"].as_i64()),
+        (Some(2), Some(1), Some(0))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.received().len(), 2);
 }
 
 async fn smtp_dropping_the_connection_mid_data_is_retried(backend: Backend) {

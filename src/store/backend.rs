@@ -27,6 +27,10 @@ pub(crate) mod sqlite {
         Ok(())
     }
 
+    pub(crate) fn lock_digest(_c: &mut Conn, _id: i64) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// SQLite's `synchronous = NORMAL` already commits without waiting for
     /// the disk.
     pub(crate) fn relaxed_commit(_c: &mut Conn) -> Result<(), Error> {
@@ -73,7 +77,7 @@ pub(crate) mod pg {
     use diesel::prelude::*;
     use diesel::result::Error;
 
-    use crate::store::schema::{deliveries, lists, outbox};
+    use crate::store::schema::{deliveries, digests, lists, outbox};
 
     pub(crate) type Conn = diesel::PgConnection;
 
@@ -98,6 +102,11 @@ pub(crate) mod pg {
     /// Serialises digest triggers of one list across processes.
     pub(crate) fn lock_list(c: &mut Conn, id: i64) -> Result<(), Error> {
         lists::table.find(id).select(lists::id).for_update().first::<i64>(c).map(drop)
+    }
+
+    /// Waits for any sender recording results of this digest right now.
+    pub(crate) fn lock_digest(c: &mut Conn, id: i64) -> Result<(), Error> {
+        digests::table.find(id).select(digests::id).for_update().first::<i64>(c).map(drop)
     }
 
     /// Due deliveries that no other sender holds locked right now.

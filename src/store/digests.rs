@@ -98,7 +98,7 @@ pub enum DeliveryResult {
 
 type PostColumns = (i64, String, String, String, NaiveDateTime);
 type StatusRow = (i64, String, String, String, Counts, NaiveDateTime, Option<NaiveDateTime>);
-type ClaimRow = (i64, i64, i32, String, Option<String>, String, String, Option<NaiveDateTime>);
+type ClaimRow = (i64, i64, i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<NaiveDateTime>);
 /// A digest's recipients and its sent, failed and skipped deliveries.
 type Counts = (i64, i64, i64, i64);
 const COUNTS: (digests::recipients, digests::sent_count, digests::failed_count, digests::skipped_count) =
@@ -338,22 +338,24 @@ per_backend! {
             diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
                 .set(deliveries::leased_until.eq(now + lease))
                 .execute(c)?;
-            let rows: Vec<ClaimRow> =
-                deliveries::table
-                    .inner_join(subscriptions::table.inner_join(subscribers::table))
-                    .filter(deliveries::id.eq_any(&ids))
-                    .select((
-                        deliveries::id,
-                        deliveries::digest_id,
-                        deliveries::attempts,
-                        subscribers::email,
-                        subscribers::name,
-                        subscriptions::unsubscribe_id,
-                        subscriptions::status,
-                        subscribers::suppressed_at,
-                    ))
-                    .order(deliveries::id)
-                    .load(c)?;
+            // A left join: a delivery whose subscription is gone (on
+            // PostgreSQL no foreign key ties the two; see the migrations) is
+            // skipped, not claimed again at every lease's end.
+            let rows: Vec<ClaimRow> = deliveries::table
+                .left_join(subscriptions::table.inner_join(subscribers::table))
+                .filter(deliveries::id.eq_any(&ids))
+                .select((
+                    deliveries::id,
+                    deliveries::digest_id,
+                    deliveries::attempts,
+                    subscribers::email.nullable(),
+                    subscribers::name.nullable(),
+                    subscriptions::unsubscribe_id.nullable(),
+                    subscriptions::status.nullable(),
+                    subscribers::suppressed_at.nullable(),
+                ))
+                .order(deliveries::id)
+                .load(c)?;
             let mut digest_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
             digest_ids.sort_unstable();
             digest_ids.dedup();
@@ -367,10 +369,11 @@ per_backend! {
                     id,
                     digest_id,
                     attempts,
-                    email,
+                    email: email.unwrap_or_default(),
                     name,
-                    unsubscribe_id,
-                    still_wanted: status == SubscriptionStatus::Confirmed.as_str() && suppressed_at.is_none(),
+                    unsubscribe_id: unsubscribe_id.unwrap_or_default(),
+                    still_wanted: status.as_deref() == Some(SubscriptionStatus::Confirmed.as_str())
+                        && suppressed_at.is_none(),
                 })
                 .collect())
         })
@@ -507,18 +510,34 @@ per_backend! {
             .get_result(c)
     }
 
-    /// Closes every open digest with nothing pending, should one have been
-    /// left open (by a version that counted differently, say); cheap, and run
-    /// whenever a sender finds no work.
+    /// Closes every open digest with nothing pending; run whenever a sender
+    /// finds no work. A digest whose counts fall short with nothing pending
+    /// lost delivery rows to a hand-run `DELETE` of subscriptions (SQLite
+    /// deletes their deliveries with them): those readers count as skipped.
     pub(crate) fn finish_idle(c: &mut Conn) -> QueryResult<()> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
-            let open: Vec<(i64, Counts)> = digests::table
-                .filter(digests::status.eq_any(["queued", "sending"]))
-                .select((digests::id, COUNTS))
-                .load(c)?;
-            for (digest, counts) in open {
-                close_if_done(c, digest, counts, now)?;
+            let open: Vec<i64> =
+                digests::table.filter(digests::status.eq_any(["queued", "sending"])).select(digests::id).load(c)?;
+            for digest in open {
+                lock_digest(c, digest)?;
+                let (recipients, sent, failed, skipped): Counts = digests::table.find(digest).select(COUNTS).first(c)?;
+                let missing = recipients - sent - failed - skipped;
+                if missing > 0 {
+                    let pending = deliveries::table
+                        .filter(deliveries::status.eq("pending"))
+                        .filter(deliveries::digest_id.eq(digest))
+                        .select(deliveries::id)
+                        .first::<i64>(c)
+                        .optional()?;
+                    if pending.is_some() {
+                        continue;
+                    }
+                    tracing::warn!(digest, missing, "deliveries gone from the database; counted as skipped");
+                    count_finished(c, digest, Finished { skipped: missing, ..Finished::default() }, now)?;
+                } else {
+                    close_if_done(c, digest, (recipients, sent, failed, skipped), now)?;
+                }
             }
             Ok(())
         })

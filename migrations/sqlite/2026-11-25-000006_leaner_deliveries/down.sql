@@ -1,0 +1,1 @@
+CREATE INDEX deliveries_by_digest ON deliveries (digest_id, status);
