@@ -95,12 +95,27 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) | Self::Down(_) => true,
-            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
-                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection)
+            Self::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection) || connection_lost(info.message())
             }
             _ => false,
         }
     }
+}
+
+/// A PostgreSQL server shutting down (SQLSTATE class 57, "operator
+/// intervention") or a connection dropping mid-query reaches diesel as an
+/// unknown error; diesel does not pass the SQLSTATE on, so its text tells.
+fn connection_lost(message: &str) -> bool {
+    const LOST: [&str; 6] = [
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "server closed the connection",
+        "no connection to the server",
+        "could not receive data from server",
+    ];
+    LOST.iter().any(|lost| message.contains(lost))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
