@@ -107,13 +107,17 @@ impl StoreError {
 /// intervention") or a connection dropping mid-query reaches diesel as an
 /// unknown error; diesel does not pass the SQLSTATE on, so its text tells.
 fn connection_lost(message: &str) -> bool {
-    const LOST: [&str; 6] = [
+    const LOST: [&str; 10] = [
         "terminating connection",
         "the database system is shutting down",
         "the database system is starting up",
         "server closed the connection",
         "no connection to the server",
         "could not receive data from server",
+        "could not send data to server",
+        "connection to server was lost",
+        "SSL connection has been closed",
+        "SSL SYSCALL error",
     ];
     LOST.iter().any(|lost| message.contains(lost))
 }
