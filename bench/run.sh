@@ -8,7 +8,8 @@
 #
 # Environment: TIDINGS_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres),
 # BENCH_BACKENDS ("sqlite postgres"), BENCH_CONCURRENCY (128), and for trial runs BENCH_N,
-# BENCH_N_BIG, BENCH_RUNS, BENCH_WRK_SECS (recipients, big-run recipients, runs, signup seconds).
+# BENCH_N_BIG, BENCH_RUNS, BENCH_WRK_SECS (recipients, big-run recipients, runs, signup seconds),
+# BENCH_BIN (measure this binary instead of building one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,8 +37,12 @@ if ((${#need[@]})); then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidings-target}"
-cargo build --release --locked -q
-bin="$CARGO_TARGET_DIR/release/tidings"
+if [ -n "${BENCH_BIN:-}" ]; then
+  bin=$BENCH_BIN # an A/B comparison against a binary built earlier
+else
+  cargo build --release --locked -q
+  bin="$CARGO_TARGET_DIR/release/tidings"
+fi
 
 work=$(mktemp -d)
 pids=()

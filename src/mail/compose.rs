@@ -4,6 +4,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, 
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use super::Rendered;
+use super::stencil::{Markers, Stencil};
 
 /// A message ready for the wire: the SMTP envelope and the RFC 5322 bytes.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub struct Composer {
 
 /// CR or LF in a header value would start a new header: refuse it outright
 /// rather than trust any encoder downstream.
-fn header_safe(value: &str, what: &'static str) -> Result<(), ComposeError> {
+pub(super) fn header_safe(value: &str, what: &'static str) -> Result<(), ComposeError> {
     if value.contains(['\r', '\n']) { Err(ComposeError::HeaderInjection(what)) } else { Ok(()) }
 }
 
@@ -100,16 +101,48 @@ impl Composer {
         rendered: &Rendered,
         list: Option<ListHeaders<'_>>,
     ) -> Result<Outgoing, ComposeError> {
-        header_safe(&rendered.subject, "subject")?;
         if let Some(name) = to_name {
             header_safe(name, "recipient name")?;
         }
         let message_id = format!("<{}@{}>", uuid::Uuid::new_v4(), self.domain);
+        let to = Mailbox::new(to_name.map(str::to_owned), to.parse()?);
+        let message = self.message(to, message_id.clone(), rendered, list)?;
+        Ok(Outgoing { envelope: message.envelope().clone(), bytes: message.formatted(), message_id })
+    }
+
+    /// The list message composed once with `markers` where each reader's
+    /// values go, or `None` when a body cannot go unencoded (its markers
+    /// would not survive quoted-printable): each reader's copy is then
+    /// composed in full.
+    pub fn stencil(
+        &self,
+        rendered: &Rendered,
+        list: ListHeaders<'_>,
+        markers: &Markers,
+    ) -> Result<Option<Stencil>, ComposeError> {
+        let (Some(html), Some(text)) = (on_the_wire(&rendered.html), on_the_wire(&rendered.text)) else {
+            return Ok(None);
+        };
+        let ascii_only = html.is_ascii() || text.is_ascii();
+        let placeholder = Mailbox::new(None, "reader@stencil.invalid".parse()?);
+        let message = self.message(placeholder, format!("<stencil@{}>", self.domain), rendered, Some(list))?;
+        let Ok(formatted) = String::from_utf8(message.formatted()) else { return Ok(None) };
+        Ok(Some(Stencil::cut(&formatted, markers, ascii_only, self.from.email.clone(), self.domain.clone())))
+    }
+
+    fn message(
+        &self,
+        to: Mailbox,
+        message_id: String,
+        rendered: &Rendered,
+        list: Option<ListHeaders<'_>>,
+    ) -> Result<Message, ComposeError> {
+        header_safe(&rendered.subject, "subject")?;
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .to(Mailbox::new(to_name.map(str::to_owned), to.parse()?))
+            .to(to)
             .subject(&rendered.subject)
-            .message_id(Some(message_id.clone()))
+            .message_id(Some(message_id))
             .date_now();
         if let Some(list) = list {
             header_safe(list.unsubscribe_url, "unsubscribe URL")?;
@@ -122,12 +155,11 @@ impl Composer {
                 .raw_header(raw("List-Unsubscribe", format!("<{}>", list.unsubscribe_url)))
                 .raw_header(raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()));
         }
-        let message = builder.multipart(
+        Ok(builder.multipart(
             MultiPart::alternative()
                 .singlepart(part(ContentType::TEXT_PLAIN, rendered.text.clone()))
                 .singlepart(part(ContentType::TEXT_HTML, rendered.html.clone())),
-        )?;
-        Ok(Outgoing { envelope: message.envelope().clone(), bytes: message.formatted(), message_id })
+        )?)
     }
 }
 

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::compose::ListHeaders;
+use super::stencil::{Markers, Personal, Pieces, Stencil};
 use super::{ComposeError, Composer, Outgoing, RenderError, Rendered, Renderer};
 use crate::domain::{Signer, TokenKind};
 use crate::store::digests::DigestContent;
@@ -98,69 +99,57 @@ pub struct PreparedDigest {
     list_name: String,
     list_slug: String,
     subject: String,
-    /// With a greeting by name, and without: (HTML, text).
-    named: (Pieces, Pieces),
-    anonymous: (Pieces, Pieces),
+    named: Variant,
+    anonymous: Variant,
 }
 
-/// A rendered body cut at its per-reader slots, so a reader's copy is a
-/// few copies, never a search through 5 KB.
+/// The digest with a greeting by name, or without one.
 #[derive(Debug, Clone)]
-struct Pieces(Vec<Piece>);
+struct Variant {
+    html: Pieces<BodySlot>,
+    text: Pieces<BodySlot>,
+    /// The whole message, ready to stamp; `None` when its bodies must be
+    /// encoded, and then each copy is composed in full from the pieces.
+    stencil: Option<Stencil>,
+}
 
-#[derive(Debug, Clone)]
-enum Piece {
-    Text(String),
+#[derive(Debug, Clone, Copy)]
+enum BodySlot {
     Name,
     Unsubscribe,
 }
 
-impl Pieces {
-    fn cut(rendered: &str) -> Self {
-        let mut pieces = Vec::new();
-        let mut rest = rendered;
-        loop {
-            let name = rest.find(NAME_SLOT).map(|i| (i, Piece::Name, NAME_SLOT.len()));
-            let unsubscribe = rest.find(UNSUBSCRIBE_SLOT).map(|i| (i, Piece::Unsubscribe, UNSUBSCRIBE_SLOT.len()));
-            let next = match (name, unsubscribe) {
-                (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-                (a, b) => a.or(b),
-            };
-            let Some((at, piece, len)) = next else { break };
-            pieces.push(Piece::Text(rest[..at].to_owned()));
-            pieces.push(piece);
-            rest = &rest[at + len..];
-        }
-        pieces.push(Piece::Text(rest.to_owned()));
-        Self(pieces)
-    }
-
-    fn fill(&self, name: &str, unsubscribe_url: &str) -> String {
-        let size: usize = self.0.iter().map(|p| if let Piece::Text(t) = p { t.len() } else { 64 }).sum();
-        let mut out = String::with_capacity(size);
-        for piece in &self.0 {
-            out.push_str(match piece {
-                Piece::Text(t) => t,
-                Piece::Name => name,
-                Piece::Unsubscribe => unsubscribe_url,
-            });
-        }
-        out
-    }
+fn fill(pieces: &Pieces<BodySlot>, name: &str, unsubscribe_url: &str) -> String {
+    let mut out = String::with_capacity(pieces.text_len() + 128);
+    pieces.fill_into(&mut out, |slot, out| {
+        out.push_str(match slot {
+            BodySlot::Name => name,
+            BodySlot::Unsubscribe => unsubscribe_url,
+        })
+    });
+    out
 }
 
 impl Messages {
     pub fn prepare_digest(&self, content: &DigestContent) -> Result<PreparedDigest, MessageError> {
-        let render =
-            |name: Option<&str>| self.renderer.render("digest", &self.digest_data(content, name, UNSUBSCRIBE_SLOT));
-        let (named, anonymous) = (render(Some(NAME_SLOT))?, render(None)?);
-        Ok(PreparedDigest {
-            list_name: content.list.name.clone(),
-            list_slug: content.list.slug.clone(),
-            subject: named.subject.clone(),
-            named: (Pieces::cut(&named.html), Pieces::cut(&named.text)),
-            anonymous: (Pieces::cut(&anonymous.html), Pieces::cut(&anonymous.text)),
-        })
+        let slots = [(NAME_SLOT, BodySlot::Name), (UNSUBSCRIBE_SLOT, BodySlot::Unsubscribe)];
+        let (list_name, list_slug) = (content.list.name.clone(), content.list.slug.clone());
+        let variant = |name: Option<&str>| -> Result<(Variant, String), MessageError> {
+            let rendered = self.renderer.render("digest", &self.digest_data(content, name, UNSUBSCRIBE_SLOT))?;
+            let (html, text) = (Pieces::cut(&rendered.html, &slots), Pieces::cut(&rendered.text, &slots));
+            let markers = Markers::random();
+            let marked = Rendered {
+                subject: rendered.subject.clone(),
+                html: fill(&html, &markers.name_html, &markers.unsubscribe_html),
+                text: fill(&text, &markers.name, &markers.unsubscribe),
+            };
+            let headers = ListHeaders { name: &list_name, slug: &list_slug, unsubscribe_url: &markers.unsubscribe };
+            let stencil = self.composer.stencil(&marked, headers, &markers)?;
+            Ok((Variant { html, text, stencil }, rendered.subject))
+        };
+        let (named, subject) = variant(Some(NAME_SLOT))?;
+        let (anonymous, _) = variant(None)?;
+        Ok(PreparedDigest { list_name, list_slug, subject, named, anonymous })
     }
 
     /// The HTML a reader gets, for previews (no name, a sample unsubscribe link).
@@ -206,15 +195,28 @@ impl Messages {
         unsubscribe_id: &str,
     ) -> Result<Outgoing, MessageError> {
         let unsubscribe_url = self.links.unsubscribe_url(unsubscribe_id);
-        let (html, text) = if name.is_some() { &digest.named } else { &digest.anonymous };
-        let name = name.unwrap_or("");
+        let variant = if name.is_some() { &digest.named } else { &digest.anonymous };
+        let name = name.filter(|n| !n.is_empty());
+        let (name_html, unsubscribe_html) =
+            (handlebars::html_escape(name.unwrap_or("")), handlebars::html_escape(&unsubscribe_url));
+        let reader = Personal {
+            name,
+            name_html: &name_html,
+            unsubscribe_url: &unsubscribe_url,
+            unsubscribe_html: &unsubscribe_html,
+        };
+        if let Some(stencil) = &variant.stencil {
+            if let Some(message) = stencil.stamp(to, reader)? {
+                return Ok(message);
+            }
+        }
         let personal = Rendered {
             subject: digest.subject.clone(),
-            html: html.fill(&handlebars::html_escape(name), &handlebars::html_escape(&unsubscribe_url)),
-            text: text.fill(name, &unsubscribe_url),
+            html: fill(&variant.html, &name_html, &unsubscribe_html),
+            text: fill(&variant.text, name.unwrap_or(""), &unsubscribe_url),
         };
         let headers =
             ListHeaders { name: &digest.list_name, slug: &digest.list_slug, unsubscribe_url: &unsubscribe_url };
-        Ok(self.composer.compose(to, Some(name).filter(|n| !n.is_empty()), &personal, Some(headers))?)
+        Ok(self.composer.compose(to, name, &personal, Some(headers))?)
     }
 }

@@ -4,6 +4,7 @@ mod compose;
 mod corked;
 mod messages;
 mod render;
+mod stencil;
 mod transport;
 
 pub use compose::{ComposeError, Composer, ListHeaders, Outgoing};
