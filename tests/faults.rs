@@ -17,26 +17,32 @@ on_both_backends!(
     garbage_at_every_public_route_never_gets_a_5xx,
 );
 
-async fn smtp_down_for_a_whole_digest_then_back(backend: Backend) {
+/// A digest to `readers` readers triggered while the SMTP server is down,
+/// once every delivery waits for a retry: the app, the port where the
+/// server can come back, the digest's id and its status then.
+async fn digest_while_smtp_is_down(backend: Backend, prefix: &str, readers: usize) -> (TestApp, u16, i64, Value) {
     let port = free_port();
     let db = TestDb::new(backend);
     let settings = test_settings(&db, port);
     let app = TestApp::spawn_on(settings, SmtpServer::start().await, db).await;
-    app.db.seed_confirmed("orthopedic", "patient", 40);
-    app.add_post("https://blog.example.org/down", "While down", &["orthopedic"]).await;
+    app.db.seed_confirmed("orthopedic", prefix, readers);
+    app.add_post(&format!("https://blog.example.org/{prefix}"), prefix, &["orthopedic"]).await;
     let res = app.admin_post("/admin/digests", &json!({ "list": "orthopedic" })).await;
     let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-
-    // Meanwhile the status says what is happening.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
+    loop {
         let s: Value = app.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
-        if s["retrying"] == 40 {
-            break s;
+        if s["retrying"] == readers {
+            return (app, port, id, s);
         }
         assert!(Instant::now() < deadline, "{s}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+async fn smtp_down_for_a_whole_digest_then_back(backend: Backend) {
+    let (app, port, id, status) = digest_while_smtp_is_down(backend, "down", 40).await;
+    // Meanwhile the status says what is happening.
     assert_eq!(status["status"], "sending");
     assert_eq!(status["pending"], 40);
     assert_eq!(status["sent"], 0);
@@ -56,24 +62,8 @@ async fn smtp_down_for_a_whole_digest_then_back(backend: Backend) {
 /// not leave a digest sending forever: the orphaned delivery (PostgreSQL) or
 /// the delivery deleted with it (SQLite's cascade) counts as skipped.
 async fn a_delivery_whose_subscription_was_deleted_is_skipped(backend: Backend) {
-    let port = free_port();
-    let db = TestDb::new(backend);
-    let settings = test_settings(&db, port);
-    let app = TestApp::spawn_on(settings, SmtpServer::start().await, db).await;
-    app.db.seed_confirmed("orthopedic", "orphan", 3);
-    app.add_post("https://blog.example.org/orphan", "Orphan", &["orthopedic"]).await;
-    let res = app.admin_post("/admin/digests", &json!({ "list": "orthopedic" })).await;
-    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
     // SMTP is down: every delivery waits for a retry, none is finished.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s: Value = app.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
-        if s["retrying"] == 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (app, port, id, _) = digest_while_smtp_is_down(backend, "orphan", 3).await;
     let gone = app.db.execute(&format!(
         "DELETE FROM subscriptions WHERE id = (SELECT MIN(subscription_id) FROM deliveries WHERE digest_id = {id})"
     ));
