@@ -31,11 +31,16 @@ pub struct DigestSender {
     ctx: SendContext,
     wake: Arc<Notify>,
     prepared: StdMutex<HashMap<i64, Arc<PreparedDigest>>>,
+    /// Held while a digest is loaded and rendered, so the workers that all
+    /// meet a new digest at once wait for one load instead of each starting
+    /// its own (each on a blocking thread of its own: a hundred threads,
+    /// and their memory, for one digest).
+    preparing: Mutex<()>,
 }
 
 impl DigestSender {
     pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
-        Self { ctx, wake, prepared: StdMutex::new(HashMap::new()) }
+        Self { ctx, wake, prepared: StdMutex::new(HashMap::new()), preparing: Mutex::new(()) }
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -170,6 +175,10 @@ impl DigestSender {
 
     /// The digest rendered once per process, shared by every worker.
     async fn prepared(&self, digest_id: i64) -> Result<Arc<PreparedDigest>, String> {
+        if let Some(found) = self.cache().get(&digest_id) {
+            return Ok(Arc::clone(found));
+        }
+        let _preparing = self.preparing.lock().await;
         if let Some(found) = self.cache().get(&digest_id) {
             return Ok(Arc::clone(found));
         }
