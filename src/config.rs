@@ -37,6 +37,11 @@ pub struct Settings {
     pub consent_version: String,
     pub smtp_timeout_secs: u64,
     pub smtp_concurrency: usize,
+    /// Threads for the background senders and the signup committers (the
+    /// HTTP server has its own, one per core). One thread carries them on a
+    /// small machine with less CPU per message than several, which wake each
+    /// other for every task they hand over.
+    pub sender_threads: usize,
     /// Messages per second across all senders of a process; 0: no limit.
     pub send_rate_per_second: f64,
     /// How long a claimed delivery is reserved for its sender; after a crash,
@@ -192,6 +197,7 @@ impl Default for Settings {
             consent_version: "1".into(),
             smtp_timeout_secs: 30,
             smtp_concurrency: 16,
+            sender_threads: 1,
             send_rate_per_second: 0.0,
             delivery_lease_secs: 120,
             send_max_attempts: 8,
@@ -307,8 +313,8 @@ impl Settings {
         if self.lists.iter().any(|l| l.name.trim().is_empty()) {
             return fail("lists.name", "every list needs a name");
         }
-        if self.smtp_concurrency == 0 || self.database_pool_size == 0 {
-            return fail("smtp_concurrency / database_pool_size", "must be at least 1");
+        if self.smtp_concurrency == 0 || self.database_pool_size == 0 || self.sender_threads == 0 {
+            return fail("smtp_concurrency / database_pool_size / sender_threads", "must be at least 1");
         }
         if self.send_rate_per_second.is_nan() || self.send_rate_per_second < 0.0 {
             return fail("send_rate_per_second (TIDINGS_SEND_RATE_PER_SECOND)", "must be 0 or more");

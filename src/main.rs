@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         }
     };
     tidings::telemetry::init(&settings.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.sender_threads)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tidings: cannot start the async runtime: {e}");

@@ -21,6 +21,7 @@ fn invalid_configuration_stops_with_one_line_naming_the_key() {
         ("TIDINGS_SMTP_TIMEOUT_SECS", "soon", "smtp_timeout_secs"),
         ("TIDINGS_MAIL_TRANSPORT", "pigeon", "mail_transport"),
         ("TIDINGS_ADMIN_TOKEN", "short", "admin_token"),
+        ("TIDINGS_SENDER_THREADS", "0", "sender_threads"),
     ] {
         let out = tidings().arg("migrate").env(key, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{key}={value}");
