@@ -86,7 +86,7 @@ serve() { # url port extra-env... ; prints pid
   local url="$1" port="$2"; shift 2
   env TIDINGS_DATABASE_URL="$url" TIDINGS_LISTEN="127.0.0.1:$port" TIDINGS_BASE_URL="https://news.example.org" \
     TIDINGS_MAIL_TRANSPORT=smtp TIDINGS_SMTP_URL="smtp://127.0.0.1:$sink_port" TIDINGS_ADMIN_TOKEN="$admin" \
-    TIDINGS_SMTP_CONCURRENCY="$concurrency" TIDINGS_LOG=warn TIDINGS_DATABASE_POOL_SIZE=16 "$@" \
+    TIDINGS_SMTP_CONCURRENCY="$concurrency" TIDINGS_DATABASE_POOL_SIZE=16 "$@" \
     "$bin" serve >>"$work/serve.log" 2>&1 &
   echo $!
 }
@@ -232,7 +232,7 @@ echo "$table"
   echo
   echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
   echo
-  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink."
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink. Tidings runs at its default log level (\`info\`: a line per signup), its log going to a file."
   echo
   echo "$table"
 } >> "$root/BENCHMARKS.md"

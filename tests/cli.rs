@@ -1,4 +1,4 @@
-//! The binary itself: configuration errors and the migrate command.
+//! The binary itself: configuration errors, the migrate command, where logs go.
 
 use std::process::Command;
 
@@ -39,8 +39,13 @@ fn migrate_creates_the_schema_and_is_repeatable() {
     let path = std::env::temp_dir().join(format!("tidings-cli-{}.db", std::process::id()));
     let url = format!("sqlite://{}", path.display());
     for _ in 0..2 {
-        let out = tidings().arg("migrate").env("TIDINGS_DATABASE_URL", &url).output().unwrap();
+        let out = tidings().arg("migrate").env("TIDINGS_DATABASE_URL", &url).env_remove("RUST_LOG").output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Logs (default level: info) go to stderr, uncoloured when it is not a terminal.
+        let log = String::from_utf8(out.stderr).unwrap();
+        assert!(log.contains("database is up to date"), "{log}");
+        assert!(!log.contains('\x1b'), "{log:?}");
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     }
     assert!(path.exists());
     for suffix in ["", "-wal", "-shm"] {

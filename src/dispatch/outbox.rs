@@ -88,7 +88,9 @@ impl OutboxSender {
         }
         match verdict(&self.ctx.settings, attempts, result) {
             Verdict::Sent => {
-                tracing::info!(message_id = %message.message_id, "confirmation sent");
+                // Routine, like each digest message: failures are what an
+                // operator needs at the default level.
+                tracing::debug!(message_id = %message.message_id, "confirmation sent");
                 OutboxResult::Sent
             }
             Verdict::RetryAfter(delay, error) => {

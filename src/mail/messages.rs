@@ -195,8 +195,8 @@ impl Messages {
         unsubscribe_id: &str,
     ) -> Result<Outgoing, MessageError> {
         let unsubscribe_url = self.links.unsubscribe_url(unsubscribe_id);
-        let variant = if name.is_some() { &digest.named } else { &digest.anonymous };
         let name = name.filter(|n| !n.is_empty());
+        let variant = if name.is_some() { &digest.named } else { &digest.anonymous };
         let (name_html, unsubscribe_html) =
             (handlebars::html_escape(name.unwrap_or("")), handlebars::html_escape(&unsubscribe_url));
         let reader = Personal {
