@@ -4,7 +4,6 @@
 //! that matches the connection at hand.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -65,15 +64,13 @@ pub(crate) enum AnyConn {
     Pg(PooledConnection<ConnectionManager<PgConnection>>),
 }
 
+#[derive(Clone)]
 enum Pools {
     /// SQLite allows one writer at a time; one write connection queues
     /// writers in the process instead of spinning in the busy handler.
     Sqlite {
         read: Pool<ConnectionManager<SqliteConnection>>,
         write: Pool<ConnectionManager<SqliteConnection>>,
-        /// Bumped at each use of the writer: the checkpointer sleeps
-        /// through the times nothing was written.
-        writes: AtomicU64,
     },
     Pg(Pool<ConnectionManager<PgConnection>>),
 }
@@ -151,12 +148,7 @@ where
             Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
             Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
         };
-        let done = f(&mut conn);
-        if let (Pools::Sqlite { writes: count, .. }, true) = (&*pools, writes) {
-            // Counted once committed, for the checkpointer to see.
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        done
+        f(&mut conn)
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?
@@ -223,9 +215,6 @@ async fn commit_signups(pools: Arc<Pools>, queue: Arc<tokio::sync::Mutex<tokio::
 #[derive(Debug)]
 struct SqlitePragmas {
     cache_kib: u32,
-    /// WAL pages after which a commit copies the log into the database
-    /// itself (SQLite's default: 1,000).
-    autocheckpoint_pages: u32,
 }
 
 /// The writer keeps SQLite's usual 2 MB cache: it claims and records every
@@ -233,13 +222,6 @@ struct SqlitePragmas {
 /// each of their own, a big database would fill one per pooled connection.
 const SQLITE_WRITER_CACHE_KIB: u32 = 2000;
 const SQLITE_READER_CACHE_KIB: u32 = 256;
-
-/// The writer leaves checkpoints to `checkpoint_sqlite`, which copies the
-/// log into the database beside it: done by each committing writer, a
-/// checkpoint stalled every commit queued behind it. The writer still
-/// checkpoints itself should the log grow this large (about 80 MB).
-const SQLITE_WRITER_AUTOCHECKPOINT_PAGES: u32 = 20_000;
-const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
@@ -249,40 +231,10 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
         // batch_execute runs every statement; sql_query would run only the first.
         conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{}; \
-             PRAGMA wal_autocheckpoint = {};",
-            self.cache_kib, self.autocheckpoint_pages
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{};",
+            self.cache_kib
         ))
         .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
-/// Copies SQLite's write-ahead log into the database every
-/// `SQLITE_CHECKPOINT_EVERY`, beside the writer rather than inside its
-/// commits (PASSIVE: it waits for no reader or writer). Ends with the store.
-async fn checkpoint_sqlite(pools: std::sync::Weak<Pools>) {
-    let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checkpointed = 0;
-    loop {
-        tick.tick().await;
-        let Some(pools) = pools.upgrade() else { return };
-        let Pools::Sqlite { writes, .. } = &*pools else { return };
-        let written = writes.load(Ordering::Relaxed);
-        if written == checkpointed {
-            continue;
-        }
-        checkpointed = written;
-        let done = tokio::task::spawn_blocking(move || match &*pools {
-            Pools::Sqlite { read, .. } => {
-                read.get()?.batch_execute("PRAGMA wal_checkpoint(PASSIVE);").map_err(StoreError::from)
-            }
-            Pools::Pg(_) => Ok(()),
-        })
-        .await;
-        if let Ok(Err(e)) = done {
-            tracing::warn!(error = %e, "SQLite checkpoint failed; the writer checkpoints itself past 80 MB of log");
-        }
     }
 }
 
@@ -301,9 +253,6 @@ impl Store {
             Pools::Pg(_) => SIGNUP_WRITERS_PG,
         };
         let store = Self { pools: Arc::new(pools), signups };
-        if matches!(*store.pools, Pools::Sqlite { .. }) {
-            tokio::spawn(checkpoint_sqlite(Arc::downgrade(&store.pools)));
-        }
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for _ in 0..writers {
             tokio::spawn(commit_signups(Arc::clone(&store.pools), Arc::clone(&queue)));
@@ -318,10 +267,7 @@ impl Store {
                 let write = Pool::builder()
                     .max_size(1)
                     .connection_timeout(Duration::from_secs(30))
-                    .connection_customizer(Box::new(SqlitePragmas {
-                        cache_kib: SQLITE_WRITER_CACHE_KIB,
-                        autocheckpoint_pages: SQLITE_WRITER_AUTOCHECKPOINT_PAGES,
-                    }))
+                    .connection_customizer(Box::new(SqlitePragmas { cache_kib: SQLITE_WRITER_CACHE_KIB }))
                     .build(manager())?;
                 let mut conn = write.get()?;
                 conn.run_pending_migrations(SQLITE_MIGRATIONS).map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -329,12 +275,9 @@ impl Store {
                 let read = Pool::builder()
                     .max_size(pool_size)
                     .connection_timeout(CHECKOUT_TIMEOUT)
-                    .connection_customizer(Box::new(SqlitePragmas {
-                        cache_kib: SQLITE_READER_CACHE_KIB,
-                        autocheckpoint_pages: 1000,
-                    }))
+                    .connection_customizer(Box::new(SqlitePragmas { cache_kib: SQLITE_READER_CACHE_KIB }))
                     .build(manager())?;
-                Pools::Sqlite { read, write, writes: AtomicU64::new(0) }
+                Pools::Sqlite { read, write }
             }
             DatabaseUrl::Postgres(url) => {
                 let pool = Pool::builder()
@@ -428,51 +371,6 @@ mod tests {
         assert_eq!(read("foreign_keys", "foreign_keys").await.unwrap(), 1);
         assert_eq!(read("timeout", "busy_timeout").await.unwrap(), 10_000);
         assert_eq!(read("synchronous", "synchronous").await.unwrap(), 1, "NORMAL");
-        let writer_autocheckpoint = store
-            .write(|conn| {
-                let AnyConn::Sqlite(c) = conn else { unreachable!() };
-                #[derive(diesel::QueryableByName)]
-                struct Pages {
-                    #[diesel(sql_type = diesel::sql_types::BigInt)]
-                    wal_autocheckpoint: i64,
-                }
-                let rows: Vec<Pages> = diesel::sql_query("PRAGMA wal_autocheckpoint").load(&mut **c)?;
-                Ok(rows[0].wal_autocheckpoint)
-            })
-            .await
-            .unwrap();
-        assert_eq!(writer_autocheckpoint, i64::from(SQLITE_WRITER_AUTOCHECKPOINT_PAGES));
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-    }
-
-    /// Pages reach the database file itself only by a checkpoint; the
-    /// writer would not checkpoint a few megabytes of log by itself.
-    #[tokio::test]
-    async fn sqlite_log_is_checkpointed_beside_the_writer() {
-        let path = std::env::temp_dir().join(format!("tidings-checkpoint-{}.db", uuid::Uuid::new_v4()));
-        let store = Store::connect(&DatabaseUrl::Sqlite(path.clone()), 2).await.unwrap();
-        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let before = size();
-        store
-            .write(|conn| {
-                let AnyConn::Sqlite(c) = conn else { unreachable!() };
-                c.batch_execute(
-                    "CREATE TABLE filler (x BLOB); \
-                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) \
-                     INSERT INTO filler SELECT randomblob(1000) FROM n;",
-                )?;
-                Ok(())
-            })
-            .await
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while size() < before + 3_000_000 {
-            assert!(std::time::Instant::now() < deadline, "database file still {} bytes", size());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        drop(store);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
