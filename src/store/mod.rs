@@ -95,11 +95,26 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Unavailable(_) | Self::Down(_) => true,
-            Self::Query(diesel::result::Error::DatabaseError(kind, info)) => {
-                matches!(kind, diesel::result::DatabaseErrorKind::ClosedConnection) || connection_lost(info.message())
-            }
-            _ => false,
+            Self::Query(e) => query_lost_connection(e),
+            Self::Migration(_) | Self::Task(_) => false,
         }
+    }
+}
+
+/// A query error that says the connection is gone. A server stopping
+/// mid-transaction also reaches diesel as a failed commit whose rollback
+/// failed too, or as a transaction manager left broken by such a failure.
+fn query_lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(kind, info) => {
+            matches!(kind, DatabaseErrorKind::ClosedConnection) || connection_lost(info.message())
+        }
+        Error::RollbackErrorOnCommit { rollback_error, commit_error } => {
+            query_lost_connection(rollback_error) || query_lost_connection(commit_error)
+        }
+        Error::BrokenTransactionManager => true,
+        _ => false,
     }
 }
 
@@ -349,6 +364,27 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lost_connection_is_unavailable_however_diesel_wraps_it() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let db = |message: &str| Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+        let lost = || db("server closed the connection unexpectedly");
+        let cases = [
+            (lost(), true),
+            (db("terminating connection due to administrator command"), true),
+            (Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::new())), true),
+            (Error::RollbackErrorOnCommit { rollback_error: Box::new(lost()), commit_error: Box::new(lost()) }, true),
+            (Error::RollbackErrorOnCommit { rollback_error: Box::new(lost()), commit_error: Box::new(db("x")) }, true),
+            (Error::BrokenTransactionManager, true),
+            (db("duplicate key value violates unique constraint"), false),
+            (Error::NotFound, false),
+        ];
+        for (error, unavailable) in cases {
+            let text = error.to_string();
+            assert_eq!(super::StoreError::Query(error).is_unavailable(), unavailable, "{text}");
+        }
+    }
+
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
