@@ -5,6 +5,8 @@
 //! message cut where the per-reader values go, so a reader's copy is a few
 //! copies into one buffer.
 
+use std::fmt::Write as _;
+
 use lettre::Address;
 use lettre::address::Envelope;
 use lettre::message::header::{Date, Headers, MessageId, To};
@@ -181,7 +183,8 @@ impl Stencil {
         headers.set(MessageId::from(message_id.clone()));
         let mut bytes = String::with_capacity(self.pieces.text_len() + 512);
         self.pieces.fill_into(&mut bytes, |slot, out| match slot {
-            Slot::Headers => out.push_str(&headers.to_string()),
+            // Writing into a String cannot fail.
+            Slot::Headers => drop(write!(out, "{headers}")),
             other => out.push_str(value(other)),
         });
         let envelope = Envelope::new(Some(self.from.clone()), vec![address])?;

@@ -364,6 +364,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_lost_connection_is_unavailable_however_diesel_wraps_it() {
         use diesel::result::{DatabaseErrorKind, Error};
@@ -381,11 +383,9 @@ mod tests {
         ];
         for (error, unavailable) in cases {
             let text = error.to_string();
-            assert_eq!(super::StoreError::Query(error).is_unavailable(), unavailable, "{text}");
+            assert_eq!(StoreError::Query(error).is_unavailable(), unavailable, "{text}");
         }
     }
-
-    use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_connections_get_every_pragma() {
