@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use crate::app::{Application, Core};
 use crate::author::{self, PostInput, Preview};
 use crate::config::Settings;
+use crate::domain::DigestState;
 use crate::feed;
-use crate::store::digests::{DigestStatus, TriggerOutcome};
+use crate::store::digests::{ControlOutcome, DigestStatus, TriggerOutcome};
 use crate::store::posts::{ListsMode, Upsert};
 
 #[derive(Debug, Parser)]
@@ -96,6 +97,13 @@ pub enum DigestCommand {
     },
     /// Show one digest, or the latest ones.
     Status { id: Option<i64> },
+    /// Stop sending a digest until it is resumed (survives restarts).
+    Pause { id: i64 },
+    /// Send again what a digest has not delivered: what is pending and what
+    /// failed for a reason that is not the reader's. Shows progress.
+    Resume { id: i64 },
+    /// End a digest: what is still pending is never sent.
+    Cancel { id: i64 },
 }
 
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
@@ -209,12 +217,25 @@ async fn digest(core: Core, command: DigestCommand) -> anyhow::Result<()> {
                 None => core.store.digest_statuses(20).await?,
             };
             for s in statuses {
-                println!(
-                    "digest {} [{}] {}: {} of {} sent, {} failed, {} skipped, {} pending — {}",
-                    s.id, s.list, s.status, s.sent, s.recipients, s.failed, s.skipped, s.pending, s.subject
-                );
+                println!("{}", status_line(&s));
             }
             Ok(())
+        }
+        DigestCommand::Pause { id } => {
+            control(core.store.pause_digest(id).await?, id, "paused")?;
+            println!("digest {id} paused: nothing more is sent until `tidings digest resume {id}`");
+            Ok(())
+        }
+        DigestCommand::Cancel { id } => {
+            control(core.store.cancel_digest(id).await?, id, "cancelled")?;
+            let s = core.store.digest_status(id).await?.context("no digest with that id")?;
+            println!("digest {id} cancelled: {} messages will not be sent", s.cancelled);
+            Ok(())
+        }
+        DigestCommand::Resume { id } => {
+            control(core.store.resume_digest(id).await?, id, "resumed")?;
+            eprintln!("digest {id} resumed");
+            send_and_follow(&core, id).await
         }
         DigestCommand::Send { list, subject, dry_run } => {
             let list = author::known_list(&core.settings, "--list", &list)?;
@@ -231,19 +252,56 @@ async fn digest(core: Core, command: DigestCommand) -> anyhow::Result<()> {
                 "digest {} of {} posts to {} readers of {}",
                 summary.id, summary.posts, summary.recipients, summary.list
             );
-            // Send from this process too: it finishes on its own, and shares
-            // the work safely with any server or worker already running.
-            let (stop, _) = watch::channel(false);
-            let senders = core.start_senders(&stop);
-            let last = follow(&core, summary.id).await;
-            let _ = stop.send(true);
-            senders.join().await?;
-            let last = last?;
-            if last.status == "failed" {
-                bail!("digest {} failed: no message could be delivered", last.id);
-            }
-            Ok(())
+            send_and_follow(&core, summary.id).await
         }
+    }
+}
+
+/// Sends from this process too, showing progress until the digest is
+/// finished or paused: it finishes on its own, and shares the work safely
+/// with any server or worker already running. Fails unless all went out.
+async fn send_and_follow(core: &Core, id: i64) -> anyhow::Result<()> {
+    let (stop, _) = watch::channel(false);
+    let senders = core.start_senders(&stop);
+    let last = follow(core, id).await;
+    let _ = stop.send(true);
+    senders.join().await?;
+    let last = last?;
+    match last.status {
+        DigestState::Failed => {
+            bail!("digest {} failed: no message could be delivered ({})", last.id, last_error(&last))
+        }
+        DigestState::Paused => {
+            bail!("digest {} is paused: {}", last.id, last.paused_reason.as_deref().unwrap_or("paused by the author"))
+        }
+        DigestState::Cancelled => bail!("digest {} was cancelled", last.id),
+        _ => Ok(()),
+    }
+}
+
+fn last_error(s: &DigestStatus) -> &str {
+    s.last_error.as_deref().unwrap_or("no error recorded")
+}
+
+fn status_line(s: &DigestStatus) -> String {
+    let mut line = format!(
+        "digest {} [{}] {}: {} of {} sent, {} failed, {} bounced, {} skipped, {} cancelled, {} pending — {}",
+        s.id, s.list, s.status, s.sent, s.recipients, s.failed, s.bounced, s.skipped, s.cancelled, s.pending, s.subject
+    );
+    if let Some(reason) = &s.paused_reason {
+        line.push_str(&format!("\n  paused: {reason}"));
+    } else if let Some(error) = &s.last_error {
+        line.push_str(&format!("\n  last error: {error}"));
+    }
+    line
+}
+
+/// A pause, resume or cancel the store refused, as a message that says why.
+fn control(outcome: ControlOutcome, id: i64, done: &str) -> anyhow::Result<()> {
+    match outcome {
+        ControlOutcome::Done => Ok(()),
+        ControlOutcome::NotFound => bail!("no digest with id {id}"),
+        ControlOutcome::Refused(state) => bail!("digest {id} is {state}: it cannot be {done}"),
     }
 }
 
@@ -271,18 +329,19 @@ async fn follow(core: &Core, id: i64) -> anyhow::Result<DigestStatus> {
     let mut last_line = Instant::now() - Duration::from_secs(60);
     loop {
         let status = core.store.digest_status(id).await?.context("the digest disappeared")?;
-        let done = status.sent + status.failed + status.skipped;
+        let done = status.sent + status.failed + status.bounced + status.skipped + status.cancelled;
         let secs = started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
         let eta = if rate > 0.0 { (status.pending as f64 / rate) as u64 } else { 0 };
         let width = 30usize;
         let filled = if status.recipients > 0 { (done as usize * width) / status.recipients as usize } else { width };
         let line = format!(
-            "[{}{}] {done}/{} sent {} failed {} skipped  {rate:.0}/s  ETA {}:{:02}",
+            "[{}{}] {done}/{} sent {} failed {} bounced {} skipped  {rate:.0}/s  ETA {}:{:02}",
             "#".repeat(filled.min(width)),
             ".".repeat(width - filled.min(width)),
             status.recipients,
             status.failed,
+            status.bounced,
             status.skipped,
             eta / 60,
             eta % 60,
@@ -290,23 +349,32 @@ async fn follow(core: &Core, id: i64) -> anyhow::Result<DigestStatus> {
         if tty {
             eprint!("\r{line}   ");
             let _ = std::io::stderr().flush();
-        } else if status.is_finished() || last_line.elapsed() >= Duration::from_secs(2) {
+        } else if status.is_finished()
+            || status.status == DigestState::Paused
+            || last_line.elapsed() >= Duration::from_secs(2)
+        {
             eprintln!("{line}");
             last_line = Instant::now();
         }
-        if status.is_finished() {
+        let stopped = status.is_finished() || status.status == DigestState::Paused;
+        if stopped {
             if tty {
                 eprintln!();
             }
             eprintln!(
-                "digest {} {}: {} sent, {} failed, {} skipped in {:.1}s",
+                "digest {} {}: {} sent, {} failed, {} bounced, {} skipped, {} cancelled in {:.1}s",
                 status.id,
                 status.status,
                 status.sent,
                 status.failed,
+                status.bounced,
                 status.skipped,
+                status.cancelled,
                 started.elapsed().as_secs_f64()
             );
+            if let Some(reason) = &status.paused_reason {
+                eprintln!("paused: {reason}");
+            }
             return Ok(status);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -24,6 +24,9 @@ pub struct Settings {
     pub mail_transport: MailTransportKind,
     pub mail_dir: PathBuf,
     pub smtp_url: Url,
+    /// A PEM file of certificates to trust for the SMTP server's TLS, beside
+    /// the public roots (a relay with a private or self-signed certificate).
+    pub smtp_ca_file: Option<PathBuf>,
     #[serde(deserialize_with = "mailbox")]
     pub mail_from: Mailbox,
     /// Domain for `List-Id` and `Message-ID`; defaults to the base URL's host.
@@ -47,6 +50,9 @@ pub struct Settings {
     /// How long a claimed delivery is reserved for its sender; after a crash,
     /// its unsent claims are sent by others once this has passed.
     pub delivery_lease_secs: u64,
+    /// A digest pauses itself when this many of its sends in a row failed
+    /// for a reason that is not the recipient's.
+    pub digest_breaker_failures: u32,
     pub send_max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
@@ -185,6 +191,7 @@ impl Default for Settings {
             mail_transport: MailTransportKind::File,
             mail_dir: "./outbox".into(),
             smtp_url: Url::parse("smtp://127.0.0.1:25").unwrap_or_else(|_| unreachable!()),
+            smtp_ca_file: None,
             mail_from: Mailbox::new(
                 Some("Tidings".into()),
                 "newsletter@example.org".parse().unwrap_or_else(|_| unreachable!()),
@@ -200,6 +207,7 @@ impl Default for Settings {
             sender_threads: 1,
             send_rate_per_second: 0.0,
             delivery_lease_secs: 120,
+            digest_breaker_failures: 25,
             send_max_attempts: 8,
             retry_base_ms: 5_000,
             retry_max_ms: 3_600_000,
@@ -321,6 +329,9 @@ impl Settings {
         }
         if self.delivery_lease_secs == 0 {
             return fail("delivery_lease_secs (TIDINGS_DELIVERY_LEASE_SECS)", "must be at least 1");
+        }
+        if self.digest_breaker_failures == 0 {
+            return fail("digest_breaker_failures (TIDINGS_DIGEST_BREAKER_FAILURES)", "must be at least 1");
         }
         if self.send_max_attempts == 0 {
             return fail("send_max_attempts (TIDINGS_SEND_MAX_ATTEMPTS)", "must be at least 1");

@@ -24,10 +24,32 @@ fn cluster(action: &str) {
     assert!(out.status.success(), "pg_ctlcluster {action}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Sets the server's `lc_messages` (and reloads), so its errors come in
+/// that language; `None` puts the default back.
+fn server_messages_in(locale: Option<&str>) {
+    use diesel::{Connection, RunQueryDsl};
+    let url = common::pg_url().expect("TIDINGS_TEST_PG_URL");
+    let mut c = diesel::PgConnection::establish(&url).expect("connect");
+    let set = match locale {
+        Some(l) => format!("ALTER SYSTEM SET lc_messages = '{l}'"),
+        None => "ALTER SYSTEM RESET lc_messages".to_owned(),
+    };
+    diesel::sql_query(set).execute(&mut c).expect("set lc_messages");
+    diesel::sql_query("SELECT pg_reload_conf()").execute(&mut c).expect("reload");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the shared PostgreSQL server; .ci/run runs it alone"]
 async fn postgres_server_restart_is_survived_without_restarting_tidings() {
     assert!(common::pg_url().is_some(), "TIDINGS_TEST_PG_URL must be set");
+    // Lost connections are told by what the connection says, not by the
+    // wording of errors: with TIDINGS_TEST_PG_LC_MESSAGES (CI: German) the
+    // server's messages are not English.
+    let locale = std::env::var("TIDINGS_TEST_PG_LC_MESSAGES").ok().filter(|l| !l.is_empty());
+    if let Some(l) = &locale {
+        server_messages_in(Some(l));
+        eprintln!("PostgreSQL messages in {l}");
+    }
     let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
 
     // Signups keep coming, one after another, through the whole restart.
@@ -82,4 +104,7 @@ async fn postgres_server_restart_is_survived_without_restarting_tidings() {
     );
     // Every accepted signup's confirmation goes out once the outbox is back.
     app.smtp.wait_for(accepted.len(), Duration::from_secs(60)).await;
+    if locale.is_some() {
+        server_messages_in(None);
+    }
 }

@@ -9,12 +9,15 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::lease::Held;
 use super::{SendContext, Verdict, after, verdict};
+use crate::domain::{FailureClass, SmtpStage};
 use crate::mail::{PreparedDigest, SendError};
 use crate::store::Store;
-use crate::store::digests::{DeliveryJob, DeliveryResult};
+use crate::store::deliveries::{DeliveryFailure, DeliveryJob, DeliveryResult, Recorded};
 
 /// Results committed in one transaction at most.
 const MAX_GROUP: usize = 512;
@@ -25,7 +28,13 @@ const MAX_GROUP: usize = 512;
 /// spent gathering a bigger group cost less than the commits they save.
 const LINGER: Duration = Duration::from_millis(2);
 
-type Recorded = (i64, i64, DeliveryResult, oneshot::Sender<()>);
+/// How long a digest's state (open, or paused/cancelled) is trusted before
+/// a worker looks again: a pause from another process stops this one's
+/// sends within this.
+const STATE_TTL: Duration = Duration::from_secs(1);
+
+/// A result on its way to the recorder, and the worker waiting for it.
+type Outcome = (Recorded, oneshot::Sender<()>);
 
 pub struct DigestSender {
     ctx: SendContext,
@@ -36,21 +45,60 @@ pub struct DigestSender {
     /// its own (each on a blocking thread of its own: a hundred threads,
     /// and their memory, for one digest).
     preparing: Mutex<()>,
+    /// Whether each digest in hand may still be sent, and when that was
+    /// read from the database.
+    open: Arc<StdMutex<HashMap<i64, (bool, Instant)>>>,
+    held: Arc<Held>,
 }
 
 impl DigestSender {
     pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
-        Self { ctx, wake, prepared: StdMutex::new(HashMap::new()), preparing: Mutex::new(()) }
+        let held = Arc::new(Held::new(Duration::from_secs(ctx.settings.delivery_lease_secs)));
+        Self {
+            ctx,
+            wake,
+            prepared: StdMutex::new(HashMap::new()),
+            preparing: Mutex::new(()),
+            open: Arc::default(),
+            held,
+        }
+    }
+
+    /// How many claimed deliveries may wait in memory. Under a send-rate
+    /// limit, no more than can go out in half a lease: leases are renewed
+    /// anyway, but rows claimed far ahead are rows other workers cannot take.
+    fn queue_capacity(&self) -> usize {
+        let workers = self.ctx.settings.smtp_concurrency;
+        let batch = (workers * 4).clamp(64, 2048);
+        let rate = self.ctx.settings.send_rate_per_second;
+        if rate <= 0.0 {
+            return batch;
+        }
+        let in_half_a_lease = (rate * self.held.lease().as_secs_f64() / 2.0) as usize;
+        in_half_a_lease.saturating_sub(workers).clamp(1, batch)
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let workers = this.ctx.settings.smtp_concurrency;
-        let batch = (workers * 4).clamp(64, 2048);
+        let batch = this.queue_capacity();
         let (job_tx, job_rx) = mpsc::channel::<DeliveryJob>(batch);
         let job_rx = Arc::new(Mutex::new(job_rx));
-        let (result_tx, result_rx) = mpsc::channel::<Recorded>(workers * 2);
-        let recorder = tokio::spawn(record(this.ctx.store.clone(), result_rx, (workers / 2).max(1)));
+        let (result_tx, result_rx) = mpsc::channel::<Outcome>(workers * 2);
+        let recorder = tokio::spawn(record(
+            this.ctx.store.clone(),
+            result_rx,
+            (workers / 2).max(1),
+            this.ctx.settings.digest_breaker_failures,
+            Arc::clone(&this.open),
+        ));
+        let renewer = {
+            let (held, store, lease) = (Arc::clone(&this.held), this.ctx.store.clone(), this.lease());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                held.keep_renewed(|ids| store.renew_delivery_leases(ids, lease), shutdown).await;
+            })
+        };
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
             let worker = Arc::clone(&this).work(Arc::clone(&job_rx), result_tx.clone(), shutdown.clone());
@@ -58,15 +106,16 @@ impl DigestSender {
         }
         drop(result_tx);
 
-        let lease = chrono::Duration::seconds(this.ctx.settings.delivery_lease_secs as i64);
+        let lease = this.lease();
         let poll = Duration::from_millis(this.ctx.settings.outbox_poll_ms);
         while !*shutdown.borrow() {
             // Claim only what the workers can take soon: claimed rows wait in
             // memory, and their lease must not run out before they are sent.
             let permits = tokio::select! {
-                p = job_tx.reserve_many(batch / 2) => match p { Ok(p) => p, Err(_) => break },
+                p = job_tx.reserve_many((batch / 2).max(1)) => match p { Ok(p) => p, Err(_) => break },
                 _ = shutdown.changed() => break,
             };
+            let claimed_at = Instant::now();
             let jobs = match this.ctx.store.claim_deliveries(permits.len() as i64, lease).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
@@ -86,6 +135,7 @@ impl DigestSender {
                 }
                 continue;
             }
+            this.held.hold(jobs.iter().map(|j| j.id), claimed_at);
             for (permit, job) in permits.zip(jobs) {
                 permit.send(job);
             }
@@ -99,6 +149,7 @@ impl DigestSender {
         }
         let mut left = Vec::new();
         while let Ok(job) = job_rx.lock().await.try_recv() {
+            this.held.release(job.id);
             left.push(job.id);
         }
         if !left.is_empty() {
@@ -107,12 +158,17 @@ impl DigestSender {
             }
         }
         let _ = recorder.await;
+        let _ = renewer.await;
+    }
+
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.held.lease()).unwrap_or(chrono::Duration::MAX)
     }
 
     async fn work(
         self: Arc<Self>,
         jobs: Arc<Mutex<mpsc::Receiver<DeliveryJob>>>,
-        results: mpsc::Sender<Recorded>,
+        results: mpsc::Sender<Outcome>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
@@ -130,10 +186,12 @@ impl DigestSender {
             let span = tracing::debug_span!("delivery", id = job.id, digest = job.digest_id);
             let result = self.deliver(&job).instrument(span).await;
             let (ack, acked) = oneshot::channel();
-            if results.send((job.id, job.digest_id, result, ack)).await.is_err() {
+            let recorded = Recorded { delivery: job.id, digest: job.digest_id, result };
+            if results.send((recorded, ack)).await.is_err() {
                 return;
             }
             let _ = acked.await;
+            self.held.release(job.id);
         }
     }
 
@@ -141,35 +199,72 @@ impl DigestSender {
         if !job.still_wanted {
             return DeliveryResult::Skipped;
         }
+        if !self.is_open(job.digest_id).await {
+            return DeliveryResult::Released;
+        }
         let digest = match self.prepared(job.digest_id).await {
             Ok(d) => d,
-            Err(e) => return self.judge(job, Err(SendError::Transient(e))),
+            Err(e) => return self.judge(job, Err(SendError::without_reply(SmtpStage::Local, e))),
         };
         let message = match self.ctx.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id)
         {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build a digest message");
-                return DeliveryResult::Failed { error: e.to_string(), suppress: false };
+                let error = format!("could not build the message: {e}");
+                return DeliveryResult::Failed(DeliveryFailure {
+                    class: FailureClass::Message,
+                    stage: SmtpStage::Local,
+                    code: None,
+                    error,
+                });
             }
         };
         self.ctx.rate.acquire().await;
+        // Renewed while it waited; should the database have been away for
+        // longer than the lease, another sender may hold it now.
+        if !self.held.still_ours(job.id, self.held.lease() / 3) {
+            tracing::warn!("lease of a claimed delivery ran out before it was sent; giving it back");
+            return DeliveryResult::Released;
+        }
         let sent = self.ctx.mailer.send(&message).await;
         self.judge(job, sent)
     }
 
     fn judge(&self, job: &DeliveryJob, sent: Result<(), SendError>) -> DeliveryResult {
-        let suppress = matches!(sent, Err(SendError::Permanent(_)));
         match verdict(&self.ctx.settings, u32::try_from(job.attempts).unwrap_or(0), sent) {
             Verdict::Sent => DeliveryResult::Sent,
-            Verdict::RetryAfter(delay, error) => {
-                tracing::warn!(%error, retry_in = ?delay, "digest message not sent; will retry");
-                DeliveryResult::Retry { at: after(delay), error }
+            Verdict::RetryAfter(delay, failure) => {
+                tracing::warn!(error = %failure.error, retry_in = ?delay, "digest message not sent; will retry");
+                DeliveryResult::Retry { at: after(delay), failure }
             }
-            Verdict::Failed(error) => {
-                tracing::warn!(%error, suppress, "digest message failed for good");
-                DeliveryResult::Failed { error, suppress }
+            Verdict::Failed(failure) => {
+                tracing::warn!(error = %failure.error, class = %failure.class, "digest message failed for good");
+                DeliveryResult::Failed(failure)
             }
+        }
+    }
+
+    /// Whether the digest may still be sent (not paused or cancelled), as
+    /// the database said at most `STATE_TTL` ago.
+    async fn is_open(&self, digest: i64) -> bool {
+        if let Some((open, at)) = lock(&self.open).get(&digest) {
+            if at.elapsed() < STATE_TTL {
+                return *open;
+            }
+        }
+        match self.ctx.store.digest_state(digest).await {
+            Ok(state) => {
+                let open = state.is_some_and(|s| s.is_active());
+                let mut states = lock(&self.open);
+                if states.len() > 1024 {
+                    states.clear();
+                }
+                states.insert(digest, (open, Instant::now()));
+                open
+            }
+            // The claim said it was open; the record will tell again.
+            Err(_) => true,
         }
     }
 
@@ -199,14 +294,24 @@ impl DigestSender {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<PreparedDigest>>> {
-        self.prepared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.prepared)
     }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Commits results in groups: whatever arrives while the previous commit
 /// runs, or within `LINGER` of the group's first result, up to `enough`, goes
 /// into the next one; then every worker in the group is released.
-async fn record(store: Store, mut results: mpsc::Receiver<Recorded>, enough: usize) {
+async fn record(
+    store: Store,
+    mut results: mpsc::Receiver<Outcome>,
+    enough: usize,
+    breaker: u32,
+    open: Arc<StdMutex<HashMap<i64, (bool, Instant)>>>,
+) {
     while let Some(first) = results.recv().await {
         let mut group = vec![first];
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -222,11 +327,18 @@ async fn record(store: Store, mut results: mpsc::Receiver<Recorded>, enough: usi
                 Err(_) => break,
             }
         }
-        let rows: Vec<_> = group.iter().map(|(id, digest, r, _)| (*id, *digest, r.clone())).collect();
+        let rows: Vec<Recorded> = group.iter().map(|(r, _)| r.clone()).collect();
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
-            match store.record_deliveries(rows.clone()).await {
-                Ok(()) => break,
+            match store.record_deliveries(rows.clone(), breaker).await {
+                Ok(paused) => {
+                    // This process's workers stop at once; others within STATE_TTL.
+                    let mut open = lock(&open);
+                    for digest in paused {
+                        open.insert(digest, (false, Instant::now()));
+                    }
+                    break;
+                }
                 Err(e) if attempt < 12 => {
                     tracing::warn!(error = %e, attempt, "could not record deliveries; retrying");
                     tokio::time::sleep(delay).await;
@@ -240,7 +352,7 @@ async fn record(store: Store, mut results: mpsc::Receiver<Recorded>, enough: usi
                 }
             }
         }
-        for (.., ack) in group {
+        for (_, ack) in group {
             let _ = ack.send(());
         }
     }

@@ -3,36 +3,51 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::lease::Held;
 use super::{SendContext, Verdict, after, verdict};
+use crate::domain::FailureClass;
 use crate::store::outbox::{OutboxJob, OutboxResult};
-
-/// Rows claimed per round.
-const BATCH: i64 = 64;
 
 /// Delivers the outbox (confirmation emails). Wakes when a signup queues mail,
 /// and polls for retries that have come due.
+///
+/// A round claims at most `smtp_concurrency` rows, sends them side by side
+/// and records their results before the next round: like the digest sender,
+/// a crash leaves at most `smtp_concurrency` messages sent but unrecorded.
 pub struct OutboxSender {
     ctx: SendContext,
     wake: Arc<Notify>,
+    held: Arc<Held>,
 }
 
 impl OutboxSender {
     pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
-        Self { ctx, wake }
+        let held = Arc::new(Held::new(Duration::from_secs(ctx.settings.delivery_lease_secs)));
+        Self { ctx, wake, held }
     }
 
     /// A claim is a lease: a sender that dies (or loses the database
     /// mid-claim) leaves its rows to be claimed again when it runs out.
     fn lease(&self) -> chrono::Duration {
-        chrono::Duration::seconds(i64::try_from(self.ctx.settings.delivery_lease_secs).unwrap_or(i64::MAX))
+        chrono::Duration::from_std(self.held.lease()).unwrap_or(chrono::Duration::MAX)
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.ctx.settings.outbox_poll_ms);
+        let round = self.ctx.settings.smtp_concurrency;
+        let renewer = {
+            let (held, store, lease) = (Arc::clone(&self.held), self.ctx.store.clone(), self.lease());
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                held.keep_renewed(|ids| store.renew_outbox_leases(ids, lease), shutdown).await;
+            })
+        };
         while !*shutdown.borrow() {
-            let jobs = match self.ctx.store.claim_outbox(BATCH, self.lease()).await {
+            let claimed_at = Instant::now();
+            let jobs = match self.ctx.store.claim_outbox(round as i64, self.lease()).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim outbox mail; retrying");
@@ -47,6 +62,7 @@ impl OutboxSender {
                 }
                 continue;
             }
+            self.held.hold(jobs.iter().map(|j| j.id), claimed_at);
             // In-flight sends finish even when shutdown is asked for meanwhile;
             // the round's results are recorded in one transaction.
             let results: Vec<(i64, OutboxResult)> = futures_util::stream::iter(jobs)
@@ -55,11 +71,16 @@ impl OutboxSender {
                     let id = job.id;
                     self.deliver(job).instrument(span).map(move |r| (id, r))
                 })
-                .buffer_unordered(self.ctx.settings.smtp_concurrency)
+                .buffer_unordered(round)
                 .collect()
                 .await;
+            let ids: Vec<i64> = results.iter().map(|(id, _)| *id).collect();
             self.record(results).await;
+            for id in ids {
+                self.held.release(id);
+            }
         }
+        let _ = renewer.await;
     }
 
     async fn deliver(&self, job: OutboxJob) -> OutboxResult {
@@ -78,6 +99,10 @@ impl OutboxSender {
             }
         };
         self.ctx.rate.acquire().await;
+        if !self.held.still_ours(job.id, self.held.lease() / 3) {
+            tracing::warn!("lease of a claimed confirmation ran out before it was sent; giving it back");
+            return OutboxResult::Released;
+        }
         let result = self.ctx.mailer.send(&message).await;
         if self.ctx.mailer.is_file() {
             if let Some(c) = &job.confirmation {
@@ -86,6 +111,15 @@ impl OutboxSender {
                 tracing::info!(url = %self.ctx.messages.links.confirm_url(&c.token_public_id), "confirmation link");
             }
         }
+        // A relay that refuses the session itself (login, TLS) refuses every
+        // confirmation alike: that is ours to fix, so it is retried like a
+        // temporary failure instead of losing the reader's confirmation.
+        let result = result.map_err(|mut e| {
+            if e.stage.is_session() && e.class() == FailureClass::Message {
+                e.code = None;
+            }
+            e
+        });
         match verdict(&self.ctx.settings, attempts, result) {
             Verdict::Sent => {
                 // Routine, like each digest message: failures are what an
@@ -93,13 +127,13 @@ impl OutboxSender {
                 tracing::debug!(message_id = %message.message_id, "confirmation sent");
                 OutboxResult::Sent
             }
-            Verdict::RetryAfter(delay, error) => {
-                tracing::warn!(%error, retry_in = ?delay, "confirmation not sent; will retry");
-                OutboxResult::Retry { at: after(delay), error }
+            Verdict::RetryAfter(delay, failure) => {
+                tracing::warn!(error = %failure.error, retry_in = ?delay, "confirmation not sent; will retry");
+                OutboxResult::Retry { at: after(delay), error: failure.error }
             }
-            Verdict::Failed(error) => {
-                tracing::error!(%error, "confirmation failed for good");
-                OutboxResult::Failed { error }
+            Verdict::Failed(failure) => {
+                tracing::error!(error = %failure.error, class = %failure.class, "confirmation failed for good");
+                OutboxResult::Failed { error: failure.error }
             }
         }
     }

@@ -1,12 +1,14 @@
 //! Pure types with no I/O. Each one parses untrusted input or refuses it, so the
 //! rest of the program never holds an invalid value.
 
+mod delivery;
 mod email;
 mod name;
 mod post;
 mod slug;
 mod token;
 
+pub use delivery::{DeliveryStatus, DigestState, FailureClass, SmtpStage};
 pub use email::{EmailAddress, EmailError};
 pub use name::{NameError, SubscriberName};
 pub use post::{

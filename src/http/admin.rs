@@ -18,7 +18,7 @@ use crate::author::{self, PostInput, Preview, PreviewError};
 use crate::config::Settings;
 use crate::domain::ListSlug;
 use crate::feed::{self, FeedError};
-use crate::store::digests::TriggerOutcome;
+use crate::store::digests::{ControlOutcome, TriggerOutcome};
 use crate::store::posts::{ListsMode, Upsert};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -32,7 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/digests", web::post().to(trigger))
             .route("/digests", web::get().to(digests))
             .route("/digests/preview", web::get().to(preview))
-            .route("/digests/{id}", web::get().to(digest)),
+            .route("/digests/{id}", web::get().to(digest))
+            .route("/digests/{id}/pause", web::post().to(pause))
+            .route("/digests/{id}/resume", web::post().to(resume))
+            .route("/digests/{id}/cancel", web::post().to(cancel)),
     );
 }
 
@@ -159,8 +162,12 @@ async fn digests(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(state.store.digest_statuses(100).await?))
 }
 
+fn digest_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound("no digest with that id".into()))
+}
+
 async fn digest(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id: i64 = id.parse().map_err(|_| ApiError::NotFound("no digest with that id".into()))?;
+    let id = digest_id(&id)?;
     match state.store.digest_status(id).await? {
         Some(status) => Ok(HttpResponse::Ok().json(status)),
         None => Err(ApiError::NotFound("no digest with that id".into())),
@@ -180,4 +187,40 @@ async fn preview(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Re
             Err(ApiError::Internal)
         }
     }
+}
+
+/// The digest's status after a pause, resume or cancel; 409 saying why when
+/// its state does not allow it.
+async fn controlled(state: &AppState, id: i64, outcome: ControlOutcome, done: &str) -> Result<HttpResponse, ApiError> {
+    match outcome {
+        ControlOutcome::Done => {
+            state.digest_wake.notify_one();
+            let status = state.store.digest_status(id).await?.ok_or(ApiError::Internal)?;
+            Ok(HttpResponse::Ok().json(status))
+        }
+        ControlOutcome::NotFound => Err(ApiError::NotFound("no digest with that id".into())),
+        ControlOutcome::Refused(now) => Err(ApiError::Conflict(format!("this digest is {now}: it cannot be {done}"))),
+    }
+}
+
+/// `POST /admin/digests/{id}/pause`: nothing more is sent until resumed.
+async fn pause(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = digest_id(&id)?;
+    let outcome = state.store.pause_digest(id).await?;
+    controlled(&state, id, outcome, "paused").await
+}
+
+/// `POST /admin/digests/{id}/resume`: sends what is pending and what failed
+/// for a reason that is not the reader's.
+async fn resume(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = digest_id(&id)?;
+    let outcome = state.store.resume_digest(id).await?;
+    controlled(&state, id, outcome, "resumed (nothing is left to send)").await
+}
+
+/// `POST /admin/digests/{id}/cancel`: what is still pending is never sent.
+async fn cancel(id: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = digest_id(&id)?;
+    let outcome = state.store.cancel_digest(id).await?;
+    controlled(&state, id, outcome, "cancelled").await
 }

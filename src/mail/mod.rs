@@ -2,12 +2,16 @@
 
 mod compose;
 mod corked;
+mod eightbit;
+mod failure;
 mod messages;
 mod render;
+mod smtp;
 mod stencil;
 mod transport;
 
 pub use compose::{ComposeError, Composer, ListHeaders, Outgoing};
+pub use failure::{EnhancedCode, SendError};
 pub use messages::{Links, MessageError, Messages, PreparedDigest};
 pub use render::{RenderError, Rendered, Renderer};
-pub use transport::{Mailer, SendError};
+pub use transport::Mailer;

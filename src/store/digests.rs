@@ -1,5 +1,6 @@
-//! Digests and their deliveries: one row per recipient, fixed at trigger
-//! time, claimed in batches with a lease, recorded in batches.
+//! Digests, the author's side: trigger one (a delivery row per recipient,
+//! fixed at that moment), see how it goes, pause, resume or cancel it. The
+//! dispatcher's side (claim, record) is in `deliveries`.
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::dsl::{count_star, not};
@@ -7,11 +8,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use serde::Serialize;
 
+use super::deliveries::{COUNTS, Counts};
 use super::lists::ListRow;
 use super::posts::PostRow;
 use super::schema::{deliveries, digest_posts, digests, lists, post_lists, posts, subscribers, subscriptions};
 use super::{Store, StoreResult};
-use crate::domain::{ListSlug, SubscriptionStatus, digest_subject};
+use crate::domain::{DeliveryStatus, DigestState, FailureClass, ListSlug, SubscriptionStatus, digest_subject};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DigestSummary {
@@ -37,26 +39,51 @@ pub struct DigestStatus {
     pub id: i64,
     pub list: String,
     pub subject: String,
-    pub status: String,
+    pub status: DigestState,
     pub recipients: i64,
     pub sent: i64,
+    /// Failed for a reason that is not the recipient's (see `failures`).
     pub failed: i64,
+    /// The recipient's address bounced (and is suppressed now).
+    pub bounced: i64,
     pub skipped: i64,
+    pub cancelled: i64,
     pub pending: i64,
     /// Pending deliveries that failed at least once and wait for a retry.
     pub retrying: i64,
-    /// The most recent error of a pending delivery, while there is one.
+    /// Finished failures by whose fault they were.
+    pub failures: FailureCounts,
+    /// The most recent error: of a delivery waiting for a retry while there
+    /// is one, else of a failed or bounced delivery.
     pub last_error: Option<String>,
+    /// Why the digest is paused, while it is.
+    pub paused_reason: Option<String>,
     #[serde(serialize_with = "super::utc")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "super::utc_opt")]
     pub finished_at: Option<NaiveDateTime>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct FailureCounts {
+    pub recipient: i64,
+    pub message: i64,
+    pub temporary: i64,
+}
+
 impl DigestStatus {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "sent" | "failed")
+        self.status.is_finished()
     }
+}
+
+/// What the author asked of a digest, and what came of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlOutcome {
+    Done,
+    NotFound,
+    /// Not possible in the digest's state (e.g. resuming a cancelled one).
+    Refused(DigestState),
 }
 
 /// What the digest email shows: its list and posts.
@@ -68,49 +95,8 @@ pub struct DigestContent {
     pub posts: Vec<PostRow>,
 }
 
-/// One recipient's message to send.
-#[derive(Debug, Clone)]
-pub struct DeliveryJob {
-    pub id: i64,
-    pub digest_id: i64,
-    pub attempts: i32,
-    pub email: String,
-    pub name: Option<String>,
-    pub unsubscribe_id: String,
-    /// False when the reader left or bounced after the digest was triggered.
-    pub still_wanted: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryResult {
-    Sent,
-    Skipped,
-    Retry {
-        at: NaiveDateTime,
-        error: String,
-    },
-    /// `suppress`: the address bounced for good; send it nothing more.
-    Failed {
-        error: String,
-        suppress: bool,
-    },
-}
-
 type PostColumns = (i64, String, String, String, NaiveDateTime);
-type StatusRow = (i64, String, String, String, Counts, NaiveDateTime, Option<NaiveDateTime>);
-type ClaimRow = (i64, i64, i32, Option<String>, Option<String>, Option<String>, Option<String>, Option<NaiveDateTime>);
-/// A digest's recipients and its sent, failed and skipped deliveries.
-type Counts = (i64, i64, i64, i64);
-const COUNTS: (digests::recipients, digests::sent_count, digests::failed_count, digests::skipped_count) =
-    (digests::recipients, digests::sent_count, digests::failed_count, digests::skipped_count);
-
-/// Deliveries one group of results moved out of `pending`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Finished {
-    sent: i64,
-    failed: i64,
-    skipped: i64,
-}
+type StatusRow = (i64, String, String, String, Counts, Option<String>, NaiveDateTime, Option<NaiveDateTime>);
 
 per_backend! {
     pub(crate) fn trigger(
@@ -121,6 +107,18 @@ per_backend! {
     ) -> QueryResult<TriggerOutcome> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
+            let list: Option<(i64, String)> = lists::table
+                .filter(lists::slug.eq(slug))
+                .select((lists::id, lists::name))
+                .first(c)
+                .optional()?;
+            let Some((list_id, list_name)) = list else {
+                return Ok(TriggerOutcome::UnknownList);
+            };
+            // Under the list's lock, so that a retry racing the first request
+            // waits for it and then finds its digest (on PostgreSQL each
+            // statement sees what committed before it began).
+            lock_list(c, list_id)?;
             if let Some(key) = key {
                 let seen: Option<(i64, String)> = digests::table
                     .inner_join(lists::table)
@@ -135,15 +133,6 @@ per_backend! {
                     return Ok(TriggerOutcome::Replayed(summary(c, id)?));
                 }
             }
-            let list: Option<(i64, String)> = lists::table
-                .filter(lists::slug.eq(slug))
-                .select((lists::id, lists::name))
-                .first(c)
-                .optional()?;
-            let Some((list_id, list_name)) = list else {
-                return Ok(TriggerOutcome::UnknownList);
-            };
-            lock_list(c, list_id)?;
             let fresh: Vec<(i64, String)> = new_posts(c, list_id)?
                 .into_iter()
                 .map(|(id, _, title, _, _)| (id, title))
@@ -156,7 +145,7 @@ per_backend! {
                 .values((
                     digests::list_id.eq(list_id),
                     digests::subject.eq(&subject),
-                    digests::status.eq("queued"),
+                    digests::status.eq(DigestState::Queued.as_str()),
                     digests::recipients.eq(0i64),
                     digests::idempotency_key.eq(key),
                     digests::created_at.eq(now),
@@ -179,7 +168,7 @@ per_backend! {
                         .select((
                             id.into_sql::<BigInt>(),
                             subscriptions::id,
-                            "pending".into_sql::<Text>(),
+                            DeliveryStatus::Pending.as_str().into_sql::<Text>(),
                             now.into_sql::<Timestamp>(),
                         )),
                 )
@@ -195,7 +184,7 @@ per_backend! {
             diesel::update(digests::table.find(id))
                 .set((
                     digests::recipients.eq(recipients),
-                    digests::status.eq(if recipients == 0 { "sent" } else { "queued" }),
+                    digests::status.eq(if recipients == 0 { DigestState::Sent } else { DigestState::Queued }.as_str()),
                     digests::finished_at.eq(finished),
                 ))
                 .execute(c)?;
@@ -272,6 +261,7 @@ per_backend! {
                 digests::subject,
                 digests::status,
                 COUNTS,
+                digests::paused_reason,
                 digests::created_at,
                 digests::finished_at,
             ))
@@ -287,39 +277,44 @@ per_backend! {
         // apart (`deliveries_retrying`).
         let retrying: Vec<(i64, i64)> = deliveries::table
             .filter(deliveries::digest_id.eq_any(&ids))
-            .filter(deliveries::status.eq("pending"))
+            .filter(deliveries::status.eq(DeliveryStatus::Pending.as_str()))
             .filter(deliveries::attempts.gt(0))
             .group_by(deliveries::digest_id)
             .select((deliveries::digest_id, count_star()))
             .load(c)?;
         let mut statuses = Vec::with_capacity(rows.len());
-        for (id, list, subject, status, (recipients, sent, failed, skipped), created_at, finished_at) in rows {
+        for (id, list, subject, status, counts, paused_reason, created_at, finished_at) in rows {
             let retrying = retrying.iter().find(|r| r.0 == id).map_or(0, |r| r.1);
             let last_error = if retrying > 0 {
-                deliveries::table
-                    .filter(deliveries::digest_id.eq(id))
-                    .filter(deliveries::status.eq("pending"))
-                    .filter(deliveries::attempts.gt(0))
-                    .filter(deliveries::last_error.is_not_null())
-                    .select(deliveries::last_error)
-                    .first::<Option<String>>(c)
-                    .optional()?
-                    .flatten()
+                latest_error(c, id, DeliveryStatus::Pending)?
+            } else if counts.failed > 0 {
+                latest_error(c, id, DeliveryStatus::Failed)?
+            } else if counts.bounced > 0 {
+                latest_error(c, id, DeliveryStatus::Bounced)?
             } else {
                 None
             };
             statuses.push(DigestStatus {
-                sent,
-                failed,
-                skipped,
-                pending: recipients - sent - failed - skipped,
-                retrying,
-                last_error,
                 id,
                 list,
                 subject,
-                status,
-                recipients,
+                // The column's CHECK allows only known states.
+                status: DigestState::parse(&status).unwrap_or(DigestState::Failed),
+                recipients: counts.recipients,
+                sent: counts.sent,
+                failed: counts.failed,
+                bounced: counts.bounced,
+                skipped: counts.skipped,
+                cancelled: counts.cancelled,
+                pending: counts.pending(),
+                retrying,
+                failures: FailureCounts {
+                    recipient: counts.bounced,
+                    message: counts.rejected,
+                    temporary: counts.failed - counts.rejected,
+                },
+                last_error,
+                paused_reason,
                 created_at,
                 finished_at,
             });
@@ -327,191 +322,116 @@ per_backend! {
         Ok(statuses)
     }
 
-    pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<DeliveryJob>> {
-        let now = Utc::now().naive_utc();
+    /// The error of the latest delivery of the digest in this status that
+    /// has one. Failed and bounced deliveries are few next to pending ones,
+    /// and pending ones with an error are indexed apart.
+    fn latest_error(c: &mut Conn, digest: i64, status: DeliveryStatus) -> QueryResult<Option<String>> {
+        let mut query = deliveries::table
+            .filter(deliveries::digest_id.eq(digest))
+            .filter(deliveries::status.eq(status.as_str()))
+            .filter(deliveries::last_error.is_not_null())
+            .select(deliveries::last_error)
+            .into_boxed();
+        if status == DeliveryStatus::Pending {
+            query = query.filter(deliveries::attempts.gt(0));
+        }
+        Ok(query.first::<Option<String>>(c).optional()?.flatten())
+    }
+
+    pub(crate) fn state(c: &mut Conn, digest: i64) -> QueryResult<Option<DigestState>> {
+        let status: Option<String> = digests::table.find(digest).select(digests::status).first(c).optional()?;
+        Ok(status.as_deref().and_then(DigestState::parse))
+    }
+
+    /// The author pauses an open digest: nothing more of it is claimed.
+    pub(crate) fn pause_by_author(c: &mut Conn, digest: i64) -> QueryResult<ControlOutcome> {
         write_tx(c, |c| {
-            relaxed_commit(c)?;
-            let ids = due_delivery_ids(c, now, limit)?;
-            if ids.is_empty() {
-                return Ok(Vec::new());
+            let Some(state) = state(c, digest)? else { return Ok(ControlOutcome::NotFound) };
+            if state == DigestState::Paused {
+                return Ok(ControlOutcome::Done);
             }
-            diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
-                .set(deliveries::leased_until.eq(now + lease))
-                .execute(c)?;
-            let mut rows: Vec<ClaimRow> = deliveries::table
-                .inner_join(subscriptions::table.inner_join(subscribers::table))
-                .filter(deliveries::id.eq_any(&ids))
-                .select((
-                    deliveries::id,
-                    deliveries::digest_id,
-                    deliveries::attempts,
-                    subscribers::email.nullable(),
-                    subscribers::name,
-                    subscriptions::unsubscribe_id.nullable(),
-                    subscriptions::status.nullable(),
-                    subscribers::suppressed_at,
-                ))
-                .order(deliveries::id)
-                .load(c)?;
-            if rows.len() < ids.len() {
-                rows.extend(orphans(c, &ids, &rows)?);
+            if deliveries_sql::pause(c, digest, "paused by the author")? {
+                Ok(ControlOutcome::Done)
+            } else {
+                Ok(ControlOutcome::Refused(state))
             }
-            let mut digest_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
-            digest_ids.sort_unstable();
-            digest_ids.dedup();
-            diesel::update(digests::table.filter(digests::id.eq_any(&digest_ids)))
-                .filter(digests::status.eq("queued"))
-                .set(digests::status.eq("sending"))
-                .execute(c)?;
-            Ok(rows
-                .into_iter()
-                .map(|(id, digest_id, attempts, email, name, unsubscribe_id, status, suppressed_at)| DeliveryJob {
-                    id,
-                    digest_id,
-                    attempts,
-                    email: email.unwrap_or_default(),
-                    name,
-                    unsubscribe_id: unsubscribe_id.unwrap_or_default(),
-                    still_wanted: status.as_deref() == Some(SubscriptionStatus::Confirmed.as_str())
-                        && suppressed_at.is_none(),
-                })
-                .collect())
         })
     }
 
-    /// Claimed deliveries whose subscription is gone (on PostgreSQL no
-    /// foreign key ties the two; see the migrations): they come back with no
-    /// reader, to be skipped rather than claimed again at every lease's end.
-    /// A second query, not a left join: SQLite plans a left join onto the
-    /// subscription-reader join as a pass over every subscription.
-    fn orphans(c: &mut Conn, ids: &[i64], found: &[ClaimRow]) -> QueryResult<Vec<ClaimRow>> {
-        let found: std::collections::HashSet<i64> = found.iter().map(|r| r.0).collect();
-        let missing: Vec<i64> = ids.iter().copied().filter(|id| !found.contains(id)).collect();
-        let rows: Vec<(i64, i64, i32)> = deliveries::table
-            .filter(deliveries::id.eq_any(&missing))
-            .select((deliveries::id, deliveries::digest_id, deliveries::attempts))
-            .load(c)?;
-        Ok(rows.into_iter().map(|(id, digest, attempts)| (id, digest, attempts, None, None, None, None, None)).collect())
-    }
-
-    pub(crate) fn record(c: &mut Conn, results: &[(i64, i64, DeliveryResult)]) -> QueryResult<()> {
+    /// Sends again what the digest has not delivered: every pending delivery
+    /// and every delivery that failed for a reason that is not the
+    /// recipient's. A paused digest resumes; a finished one with such
+    /// failures opens again.
+    pub(crate) fn resume(c: &mut Conn, digest: i64) -> QueryResult<ControlOutcome> {
         let now = Utc::now().naive_utc();
-        let mut digest_ids: Vec<i64> = results.iter().map(|r| r.1).collect();
-        digest_ids.sort_unstable();
-        digest_ids.dedup();
         write_tx(c, |c| {
-            relaxed_commit(c)?;
-            for digest in digest_ids {
-                let of_digest: Vec<&(i64, i64, DeliveryResult)> = results.iter().filter(|r| r.1 == digest).collect();
-                let finished = record_for_digest(c, &of_digest, now)?;
-                count_finished(c, digest, finished, now)?;
+            let Some(state) = state(c, digest)? else { return Ok(ControlOutcome::NotFound) };
+            if !matches!(state, DigestState::Paused | DigestState::Failed | DigestState::Sent) {
+                return Ok(ControlOutcome::Refused(state));
             }
-            Ok(())
-        })
-    }
-
-    /// Records one digest's results and says how many deliveries they
-    /// finished. Only pending rows change: a message sent twice (its lease
-    /// ran out while in flight) is counted once.
-    fn record_for_digest(
-        c: &mut Conn,
-        results: &[&(i64, i64, DeliveryResult)],
-        now: NaiveDateTime,
-    ) -> QueryResult<Finished> {
-        let ids: Vec<i64> = results.iter().map(|r| r.0).collect();
-        let mut pending = pending_deliveries(c, &ids)?;
-        pending.sort_unstable();
-        let results: Vec<_> = results.iter().filter(|r| pending.binary_search(&r.0).is_ok()).collect();
-        let ids_with = |want: fn(&DeliveryResult) -> bool| -> Vec<i64> {
-            results.iter().filter(|r| want(&r.2)).map(|r| r.0).collect()
-        };
-        let sent = ids_with(|r| matches!(r, DeliveryResult::Sent));
-        if !sent.is_empty() {
-            diesel::update(deliveries::table.filter(deliveries::id.eq_any(&sent)))
+            let again = |c: &mut Conn, class: FailureClass| {
+                diesel::update(deliveries::table)
+                    .filter(deliveries::status.eq(DeliveryStatus::Failed.as_str()))
+                    .filter(deliveries::digest_id.eq(digest))
+                    .filter(deliveries::failure_class.eq(class.as_str()))
+                    .set((
+                        deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+                        deliveries::attempts.eq(0),
+                        deliveries::next_attempt_at.eq(now),
+                        deliveries::leased_until.eq(None::<NaiveDateTime>),
+                        deliveries::last_error.eq(None::<String>),
+                        deliveries::failure_class.eq(None::<String>),
+                        deliveries::failure_stage.eq(None::<String>),
+                        deliveries::failure_code.eq(None::<String>),
+                    ))
+                    .execute(c)
+            };
+            let rejected = again(c, FailureClass::Message)? as i64;
+            let gave_up = again(c, FailureClass::Temporary)? as i64;
+            if state != DigestState::Paused && rejected + gave_up == 0 {
+                return Ok(ControlOutcome::Refused(state));
+            }
+            let counts: Counts = diesel::update(digests::table.find(digest))
                 .set((
-                    deliveries::status.eq("sent"),
-                    deliveries::sent_at.eq(now),
-                    deliveries::attempts.eq(deliveries::attempts + 1),
-                    deliveries::last_error.eq(None::<String>),
+                    digests::status.eq(DigestState::Sending.as_str()),
+                    digests::paused_reason.eq(None::<String>),
+                    digests::finished_at.eq(None::<NaiveDateTime>),
+                    digests::failure_streak.eq(0i64),
+                    digests::failed_count.eq(digests::failed_count - (rejected + gave_up)),
+                    digests::rejected_count.eq(digests::rejected_count - rejected),
+                ))
+                .returning(COUNTS)
+                .get_result(c)?;
+            deliveries_sql::close_if_done(c, digest, counts, now)?;
+            Ok(ControlOutcome::Done)
+        })
+    }
+
+    /// Ends a digest that is not finished: what is still pending is marked
+    /// cancelled and never sent. Messages already in flight still go out
+    /// and are counted as sent.
+    pub(crate) fn cancel(c: &mut Conn, digest: i64) -> QueryResult<ControlOutcome> {
+        let now = Utc::now().naive_utc();
+        write_tx(c, |c| {
+            let Some(state) = state(c, digest)? else { return Ok(ControlOutcome::NotFound) };
+            if state.is_finished() {
+                return Ok(ControlOutcome::Refused(state));
+            }
+            let cancelled = diesel::update(deliveries::table)
+                .filter(deliveries::status.eq(DeliveryStatus::Pending.as_str()))
+                .filter(deliveries::digest_id.eq(digest))
+                .set(deliveries::status.eq(DeliveryStatus::Cancelled.as_str()))
+                .execute(c)? as i64;
+            diesel::update(digests::table.find(digest))
+                .set((
+                    digests::status.eq(DigestState::Cancelled.as_str()),
+                    digests::paused_reason.eq(None::<String>),
+                    digests::finished_at.eq(now),
+                    digests::cancelled_count.eq(digests::cancelled_count + cancelled),
                 ))
                 .execute(c)?;
-        }
-        let skipped = ids_with(|r| matches!(r, DeliveryResult::Skipped));
-        if !skipped.is_empty() {
-            diesel::update(deliveries::table.filter(deliveries::id.eq_any(&skipped)))
-                .set(deliveries::status.eq("skipped"))
-                .execute(c)?;
-        }
-        let mut failed = 0;
-        for (id, _, result) in &results {
-            match result {
-                DeliveryResult::Retry { at, error } => {
-                    diesel::update(deliveries::table.find(id))
-                        .set((
-                            deliveries::next_attempt_at.eq(at),
-                            deliveries::leased_until.eq(None::<NaiveDateTime>),
-                            deliveries::attempts.eq(deliveries::attempts + 1),
-                            deliveries::last_error.eq(error),
-                        ))
-                        .execute(c)?;
-                }
-                DeliveryResult::Failed { error, suppress } => {
-                    failed += 1;
-                    diesel::update(deliveries::table.find(id))
-                        .set((
-                            deliveries::status.eq("failed"),
-                            deliveries::attempts.eq(deliveries::attempts + 1),
-                            deliveries::last_error.eq(error),
-                        ))
-                        .execute(c)?;
-                    if *suppress {
-                        let subscriber = deliveries::table
-                            .inner_join(subscriptions::table)
-                            .filter(deliveries::id.eq(id))
-                            .select(subscriptions::subscriber_id);
-                        diesel::update(subscribers::table.filter(subscribers::id.eq_any(subscriber)))
-                            .set(subscribers::suppressed_at.eq(now))
-                            .execute(c)?;
-                    }
-                }
-                DeliveryResult::Sent | DeliveryResult::Skipped => {}
-            }
-        }
-        Ok(Finished { sent: sent.len() as i64, failed, skipped: skipped.len() as i64 })
-    }
-
-    /// Adds finished deliveries to the digest's counts and marks it finished
-    /// once none is pending: `sent` when any message went out (or none was
-    /// due), `failed` when every one failed. The counts live on the digest
-    /// row, so two senders recording at once take turns on it and the later
-    /// one sees both: neither can leave a fully sent digest open.
-    fn count_finished(c: &mut Conn, digest: i64, finished: Finished, now: NaiveDateTime) -> QueryResult<()> {
-        let counted: Option<Counts> = diesel::update(digests::table.find(digest))
-            .set((
-                digests::sent_count.eq(digests::sent_count + finished.sent),
-                digests::failed_count.eq(digests::failed_count + finished.failed),
-                digests::skipped_count.eq(digests::skipped_count + finished.skipped),
-            ))
-            .returning(COUNTS)
-            .get_result(c)
-            .optional()?;
-        match counted {
-            Some(counts) => close_if_done(c, digest, counts, now),
-            None => Ok(()),
-        }
-    }
-
-    fn close_if_done(c: &mut Conn, digest: i64, counts: Counts, now: NaiveDateTime) -> QueryResult<()> {
-        let (recipients, sent, failed, skipped) = counts;
-        if sent + failed + skipped < recipients {
-            return Ok(());
-        }
-        let status = if failed > 0 && sent == 0 { "failed" } else { "sent" };
-        diesel::update(digests::table.find(digest))
-            .filter(digests::status.eq_any(["queued", "sending"]))
-            .set((digests::status.eq(status), digests::finished_at.eq(now)))
-            .execute(c)
-            .map(drop)
+            Ok(ControlOutcome::Done)
+        })
     }
 
     pub(crate) fn recipients(c: &mut Conn, slug: &str) -> QueryResult<i64> {
@@ -524,47 +444,6 @@ per_backend! {
             .count()
             .get_result(c)
     }
-
-    /// Closes every open digest with nothing pending; run whenever a sender
-    /// finds no work. A digest whose counts fall short with nothing pending
-    /// lost delivery rows to a hand-run `DELETE` of subscriptions (SQLite
-    /// deletes their deliveries with them): those readers count as skipped.
-    pub(crate) fn finish_idle(c: &mut Conn) -> QueryResult<()> {
-        let now = Utc::now().naive_utc();
-        write_tx(c, |c| {
-            let open: Vec<i64> =
-                digests::table.filter(digests::status.eq_any(["queued", "sending"])).select(digests::id).load(c)?;
-            for digest in open {
-                lock_digest(c, digest)?;
-                let (recipients, sent, failed, skipped): Counts = digests::table.find(digest).select(COUNTS).first(c)?;
-                let missing = recipients - sent - failed - skipped;
-                if missing > 0 {
-                    let pending = deliveries::table
-                        .filter(deliveries::status.eq("pending"))
-                        .filter(deliveries::digest_id.eq(digest))
-                        .select(deliveries::id)
-                        .first::<i64>(c)
-                        .optional()?;
-                    if pending.is_some() {
-                        continue;
-                    }
-                    tracing::warn!(digest, missing, "deliveries gone from the database; counted as skipped");
-                    count_finished(c, digest, Finished { skipped: missing, ..Finished::default() }, now)?;
-                } else {
-                    close_if_done(c, digest, (recipients, sent, failed, skipped), now)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Gives claimed rows back at once (on shutdown), instead of at lease end.
-    pub(crate) fn release(c: &mut Conn, ids: &[i64]) -> QueryResult<()> {
-        diesel::update(deliveries::table.filter(deliveries::id.eq_any(ids)))
-            .set(deliveries::leased_until.eq(None::<NaiveDateTime>))
-            .execute(c)
-            .map(drop)
-    }
 }
 
 impl Store {
@@ -575,7 +454,9 @@ impl Store {
         idempotency_key: Option<String>,
     ) -> StoreResult<TriggerOutcome> {
         self.write(move |conn| {
-            Ok(on_backend!(conn, self::trigger(list.as_str(), subject.as_deref(), idempotency_key.as_deref()))?)
+            Ok(super::again_on_unique_violation(conn, |c| {
+                on_backend!(c, self::trigger(list.as_str(), subject.as_deref(), idempotency_key.as_deref()))
+            })?)
         })
         .await
     }
@@ -602,19 +483,19 @@ impl Store {
         self.read(move |conn| Ok(on_backend!(conn, self::statuses(None, limit))?)).await
     }
 
-    pub async fn claim_deliveries(&self, limit: i64, lease: chrono::Duration) -> StoreResult<Vec<DeliveryJob>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?)).await
+    pub async fn digest_state(&self, id: i64) -> StoreResult<Option<DigestState>> {
+        self.read(move |conn| Ok(on_backend!(conn, self::state(id))?)).await
     }
 
-    pub async fn record_deliveries(&self, results: Vec<(i64, i64, DeliveryResult)>) -> StoreResult<()> {
-        self.write(move |conn| Ok(on_backend!(conn, self::record(&results))?)).await
+    pub async fn pause_digest(&self, id: i64) -> StoreResult<ControlOutcome> {
+        self.write(move |conn| Ok(on_backend!(conn, self::pause_by_author(id))?)).await
     }
 
-    pub async fn finish_idle_digests(&self) -> StoreResult<()> {
-        self.write(|conn| Ok(on_backend!(conn, self::finish_idle())?)).await
+    pub async fn resume_digest(&self, id: i64) -> StoreResult<ControlOutcome> {
+        self.write(move |conn| Ok(on_backend!(conn, self::resume(id))?)).await
     }
 
-    pub async fn release_deliveries(&self, ids: Vec<i64>) -> StoreResult<()> {
-        self.write(move |conn| Ok(on_backend!(conn, self::release(&ids))?)).await
+    pub async fn cancel_digest(&self, id: i64) -> StoreResult<ControlOutcome> {
+        self.write(move |conn| Ok(on_backend!(conn, self::cancel(id))?)).await
     }
 }

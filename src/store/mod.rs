@@ -44,6 +44,7 @@ macro_rules! on_backend {
 }
 
 mod backend;
+pub mod deliveries;
 pub mod digests;
 pub mod lists;
 pub mod outbox;
@@ -101,15 +102,14 @@ impl StoreError {
     }
 }
 
-/// A query error that says the connection is gone. A server stopping
-/// mid-transaction also reaches diesel as a failed commit whose rollback
-/// failed too, or as a transaction manager left broken by such a failure.
+/// A query error that says the connection is gone, by its kind. A server
+/// stopping mid-transaction also reaches diesel as a failed commit whose
+/// rollback failed too, or as a transaction manager left broken by such a
+/// failure.
 fn query_lost_connection(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match e {
-        Error::DatabaseError(kind, info) => {
-            matches!(kind, DatabaseErrorKind::ClosedConnection) || connection_lost(info.message())
-        }
+        Error::DatabaseError(kind, _) => matches!(kind, DatabaseErrorKind::ClosedConnection),
         Error::RollbackErrorOnCommit { rollback_error, commit_error } => {
             query_lost_connection(rollback_error) || query_lost_connection(commit_error)
         }
@@ -118,26 +118,41 @@ fn query_lost_connection(e: &diesel::result::Error) -> bool {
     }
 }
 
-/// A PostgreSQL server shutting down (SQLSTATE class 57, "operator
-/// intervention") or a connection dropping mid-query reaches diesel as an
-/// unknown error; diesel does not pass the SQLSTATE on, so its text tells.
-fn connection_lost(message: &str) -> bool {
-    const LOST: [&str; 10] = [
-        "terminating connection",
-        "the database system is shutting down",
-        "the database system is starting up",
-        "server closed the connection",
-        "no connection to the server",
-        "could not receive data from server",
-        "could not send data to server",
-        "connection to server was lost",
-        "SSL connection has been closed",
-        "SSL SYSCALL error",
-    ];
-    LOST.iter().any(|lost| message.contains(lost))
+/// An error that may mean the connection is gone, though its kind does not
+/// say so: diesel passes no SQLSTATE on, and reports a PostgreSQL server
+/// shutting down (class 57) or a connection dropped mid-query as an unknown
+/// error whose only clue is its text, in the server's language. The
+/// connection itself is asked instead (see `run_on`).
+fn may_have_lost_connection(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(e, Error::DatabaseError(DatabaseErrorKind::Unknown, _) | Error::RollbackErrorOnCommit { .. })
+}
+
+/// Whether the connection still answers a trivial query.
+fn still_answers(conn: &mut AnyConn) -> bool {
+    let probe = diesel::sql_query("SELECT 1");
+    match conn {
+        AnyConn::Sqlite(c) => probe.execute(&mut **c).is_ok(),
+        AnyConn::Pg(c) => probe.execute(&mut **c).is_ok(),
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Runs a read-then-write transaction once more if it lost a race on a
+/// unique key: another request inserted the same row (a post's URL, a
+/// digest's idempotency key) between this one's read and its insert.
+/// Asked again, it finds that row and answers as for a retry.
+fn again_on_unique_violation<T>(
+    conn: &mut AnyConn,
+    f: impl Fn(&mut AnyConn) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match f(conn) {
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => f(conn),
+        other => other,
+    }
+}
 
 /// Times are stored as UTC without a zone; the API shows them as RFC 3339.
 pub(crate) fn utc<S: serde::Serializer>(t: &chrono::NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -163,7 +178,15 @@ where
             Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
             Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
         };
-        f(&mut conn)
+        match f(&mut conn) {
+            // An error that may be a lost connection is unavailability when
+            // the connection no longer answers: told apart by asking it, not
+            // by the wording of the error.
+            Err(StoreError::Query(e)) if may_have_lost_connection(&e) && !still_answers(&mut conn) => {
+                Err(StoreError::Down(e.to_string()))
+            }
+            other => other,
+        }
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?
@@ -205,12 +228,29 @@ async fn commit_signups(pools: Arc<Pools>, queue: Arc<tokio::sync::Mutex<tokio::
             pending
         };
         let (group, answers): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-        let committed =
-            run_on(Arc::clone(&pools), true, move |conn| Ok(on_backend!(conn, signups::signup_group(&group))?));
+        let committed = run_on(Arc::clone(&pools), true, move |conn| {
+            let outcomes = on_backend!(conn, signups::signup_group(&group))?;
+            // A signup that failed on its own may have failed on a lost
+            // connection: asked once for the whole group, as in `run_on`.
+            let suspect = outcomes.iter().any(|o| o.as_ref().is_err_and(may_have_lost_connection));
+            let lost = suspect && !still_answers(conn);
+            Ok(outcomes
+                .into_iter()
+                .map(|o| {
+                    o.map_err(|e| {
+                        if lost && may_have_lost_connection(&e) {
+                            StoreError::Down(e.to_string())
+                        } else {
+                            StoreError::from(e)
+                        }
+                    })
+                })
+                .collect::<Vec<_>>())
+        });
         match committed.await {
             Ok(outcomes) => {
                 for (outcome, answer) in outcomes.into_iter().zip(answers) {
-                    let _ = answer.send(outcome.map_err(StoreError::from));
+                    let _ = answer.send(outcome);
                 }
             }
             Err(e) => {
@@ -370,11 +410,13 @@ mod tests {
     fn a_lost_connection_is_unavailable_however_diesel_wraps_it() {
         use diesel::result::{DatabaseErrorKind, Error};
         let db = |message: &str| Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
-        let lost = || db("server closed the connection unexpectedly");
+        let lost = || Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::new()));
         let cases = [
             (lost(), true),
-            (db("terminating connection due to administrator command"), true),
-            (Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new(String::new())), true),
+            // By its text alone an unknown error is not unavailability, in
+            // any language: `run_on` asks the connection.
+            (db("terminating connection due to administrator command"), false),
+            (db("Verbindung wird abgebrochen aufgrund von Anweisung des Administrators"), false),
             (Error::RollbackErrorOnCommit { rollback_error: Box::new(lost()), commit_error: Box::new(lost()) }, true),
             (Error::RollbackErrorOnCommit { rollback_error: Box::new(lost()), commit_error: Box::new(db("x")) }, true),
             (Error::BrokenTransactionManager, true),

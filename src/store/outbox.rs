@@ -153,10 +153,28 @@ per_backend! {
                     OutboxResult::Sent => {}
                     OutboxResult::Retry { at, error } => mark_retry(c, *id, *at, error)?,
                     OutboxResult::Failed { error } => mark_failed(c, *id, error)?,
+                    OutboxResult::Released => release(c, *id)?,
                 }
             }
             Ok(())
         })
+    }
+
+    /// A row not attempted goes back, due at once.
+    fn release(c: &mut Conn, id: i64) -> QueryResult<()> {
+        diesel::update(outbox::table.find(id))
+            .set(outbox::next_attempt_at.eq(Utc::now().naive_utc()))
+            .execute(c)
+            .map(drop)
+    }
+
+    /// Extends the lease (the due time) of claimed rows still being sent.
+    pub(crate) fn renew(c: &mut Conn, ids: &[i64], lease: chrono::Duration) -> QueryResult<()> {
+        diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+            .filter(outbox::status.eq("pending"))
+            .set(outbox::next_attempt_at.eq(Utc::now().naive_utc() + lease))
+            .execute(c)
+            .map(drop)
     }
 
     pub(crate) fn pending_count(c: &mut Conn) -> QueryResult<i64> {
@@ -168,8 +186,15 @@ per_backend! {
 #[derive(Debug, Clone)]
 pub enum OutboxResult {
     Sent,
-    Retry { at: NaiveDateTime, error: String },
-    Failed { error: String },
+    Retry {
+        at: NaiveDateTime,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not attempted (its lease ran out before it could be sent): due again.
+    Released,
 }
 
 impl Store {
@@ -182,6 +207,10 @@ impl Store {
     /// Records a round of send results in one transaction.
     pub async fn record_outbox(&self, results: Vec<(i64, OutboxResult)>) -> StoreResult<()> {
         self.write(move |conn| Ok(on_backend!(conn, self::record(&results))?)).await
+    }
+
+    pub async fn renew_outbox_leases(&self, ids: Vec<i64>, lease: chrono::Duration) -> StoreResult<()> {
+        self.write(move |conn| Ok(on_backend!(conn, self::renew(&ids, lease))?)).await
     }
 
     pub async fn outbox_pending(&self) -> StoreResult<i64> {

@@ -155,7 +155,10 @@ per_backend! {
 
 impl Store {
     pub async fn upsert_posts(&self, new: Vec<NewPost>, mode: ListsMode) -> StoreResult<Vec<Upsert>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::upsert_all(&new, mode))?)).await
+        self.write(move |conn| {
+            Ok(super::again_on_unique_violation(conn, |c| on_backend!(c, self::upsert_all(&new, mode)))?)
+        })
+        .await
     }
 
     pub async fn posts(&self, list: Option<String>, limit: i64) -> StoreResult<Vec<PostRow>> {

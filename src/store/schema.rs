@@ -130,6 +130,11 @@ diesel::table! {
         sent_count -> BigInt,
         failed_count -> BigInt,
         skipped_count -> BigInt,
+        rejected_count -> BigInt,
+        bounced_count -> BigInt,
+        cancelled_count -> BigInt,
+        failure_streak -> BigInt,
+        paused_reason -> Nullable<Text>,
     }
 }
 
@@ -151,6 +156,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         sent_at -> Nullable<Timestamp>,
         leased_until -> Nullable<Timestamp>,
+        failure_class -> Nullable<Text>,
+        failure_stage -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
     }
 }
 

@@ -16,7 +16,7 @@ use tidings::app::Application;
 use tidings::config::{DatabaseUrl, MailTransportKind, Settings};
 
 #[allow(unused_imports)]
-pub use smtp::{Received, Reply, SmtpServer};
+pub use smtp::{Attempt, Received, Reply, SmtpServer, Stage};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const SECRET_KEY: &str = "test-secret-key-0123456789abcdefghijklmnop";
@@ -279,12 +279,32 @@ impl TestApp {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             let status: Value = self.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
-            if status["status"] == "sent" || status["status"] == "failed" {
+            if ["sent", "failed", "cancelled"].contains(&status["status"].as_str().unwrap_or("")) {
                 return status;
             }
             assert!(std::time::Instant::now() < deadline, "digest not finished: {status}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the digest's status is `want`; returns the status then.
+    pub async fn wait_digest_status(&self, id: i64, want: &str, within: Duration) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let status: Value = self.admin_get(&format!("/admin/digests/{id}")).await.json().await.unwrap();
+            if status["status"] == want {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "digest not {want}: {status}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Triggers a digest of `list`; returns its id.
+    pub async fn trigger_digest(&self, list: &str) -> i64 {
+        let res = self.admin_post("/admin/digests", &serde_json::json!({ "list": list })).await;
+        assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+        res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
     }
 
     /// `GET /admin/lists` as a map from slug to its counts.

@@ -28,6 +28,24 @@ pub enum Reply {
     Drop,
 }
 
+/// Replies given at a stage for every message until cleared, e.g. `"554
+/// 5.7.1 Message rejected"`; lines split by `\n` make a multi-line reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Mail,
+    Rcpt,
+    Data,
+    EndOfData,
+}
+
+/// One message that reached the end of DATA.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: Instant,
+    pub to: Vec<String>,
+    pub accepted: bool,
+}
+
 #[derive(Default)]
 struct Shared {
     received: Vec<Received>,
@@ -38,6 +56,11 @@ struct Shared {
     no_pipelining: bool,
     /// Transactions whose commands arrived before their replies were sent.
     pipelined: usize,
+    refusals: std::collections::HashMap<Stage, String>,
+    no_8bitmime: bool,
+    idle_close: Option<Duration>,
+    log: Vec<Attempt>,
+    auth_seen: usize,
 }
 
 pub struct SmtpServer {
@@ -95,6 +118,36 @@ impl SmtpServer {
         self.shared.lock().unwrap().no_pipelining = true;
     }
 
+    /// Answers every message at `stage` with `reply` (lines split by `\n`)
+    /// until [`Self::clear_refusals`].
+    pub fn refuse_at(&self, stage: Stage, reply: &str) {
+        self.shared.lock().unwrap().refusals.insert(stage, reply.to_owned());
+    }
+
+    pub fn clear_refusals(&self) {
+        self.shared.lock().unwrap().refusals.clear();
+    }
+
+    /// Stops offering 8BITMIME to new connections and refuses 8bit bodies.
+    pub fn refuse_8bitmime(&self) {
+        self.shared.lock().unwrap().no_8bitmime = true;
+    }
+
+    /// Closes a connection that has been idle this long (servers do).
+    pub fn close_idle_after(&self, idle: Duration) {
+        self.shared.lock().unwrap().idle_close = Some(idle);
+    }
+
+    /// Every message that reached the end of DATA, in order.
+    pub fn log(&self) -> Vec<Attempt> {
+        self.shared.lock().unwrap().log.clone()
+    }
+
+    /// How many AUTH commands arrived.
+    pub fn auth_seen(&self) -> usize {
+        self.shared.lock().unwrap().auth_seen
+    }
+
     /// Transactions whose MAIL arrived together with the commands after it.
     pub fn pipelined(&self) -> usize {
         self.shared.lock().unwrap().pipelined
@@ -140,18 +193,61 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
     let mut from = String::new();
     let mut to = Vec::new();
     let mut line = String::new();
+    let idle_close = shared.lock().unwrap().idle_close;
     loop {
         line.clear();
-        if lines.read_line(&mut line).await? == 0 {
+        let read = match idle_close {
+            Some(idle) => match tokio::time::timeout(idle, lines.read_line(&mut line)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    // As postfix does at its idle limit: say so, then close.
+                    let _ = write.write_all(b"421 4.4.2 test-smtp Error: timeout exceeded\r\n").await;
+                    return Ok(());
+                }
+            },
+            None => lines.read_line(&mut line).await?,
+        };
+        if read == 0 {
             return Ok(());
         }
         let upper = line.to_ascii_uppercase();
-        let reply: &[u8] = if upper.starts_with("EHLO") {
-            if shared.lock().unwrap().no_pipelining {
-                b"250-test-smtp\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
-            } else {
-                b"250-test-smtp\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+        let stage = if upper.starts_with("MAIL FROM:") {
+            Some(Stage::Mail)
+        } else if upper.starts_with("RCPT TO:") {
+            Some(Stage::Rcpt)
+        } else if upper.starts_with("DATA") {
+            Some(Stage::Data)
+        } else {
+            None
+        };
+        if let Some(refusal) = stage.and_then(|st| shared.lock().unwrap().refusals.get(&st).cloned()) {
+            if stage == Some(Stage::Mail) && !lines.buffer().is_empty() {
+                shared.lock().unwrap().pipelined += 1;
             }
+            write.write_all(multi_line(&refusal).as_bytes()).await?;
+            continue;
+        }
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            let offers = {
+                let s = shared.lock().unwrap();
+                (s.no_pipelining, s.no_8bitmime)
+            };
+            match offers {
+                (true, false) => b"250-test-smtp\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n",
+                (false, false) => {
+                    b"250-test-smtp\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 10485760\r\n"
+                }
+                (true, true) => b"250-test-smtp\r\n250 SIZE 10485760\r\n",
+                (false, true) => b"250-test-smtp\r\n250-PIPELINING\r\n250 SIZE 10485760\r\n",
+            }
+        } else if upper.starts_with("AUTH") {
+            shared.lock().unwrap().auth_seen += 1;
+            b"503 5.5.1 Error: authentication not enabled\r\n"
+        } else if upper.starts_with("MAIL FROM:")
+            && upper.contains("BODY=8BITMIME")
+            && shared.lock().unwrap().no_8bitmime
+        {
+            b"555 5.5.4 Unsupported option: BODY=8BITMIME\r\n"
         } else if upper.starts_with("HELO") {
             b"250 test-smtp\r\n"
         } else if upper.starts_with("MAIL FROM:") {
@@ -193,15 +289,34 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let mut s = shared.lock().unwrap();
-            s.attempts += 1;
-            match next {
-                Reply::Accept | Reply::Drop => {
-                    s.received.push(Received { from: from.clone(), to: to.clone(), data });
-                    b"250 2.0.0 Queued\r\n"
+            let refusal = {
+                let mut s = shared.lock().unwrap();
+                s.attempts += 1;
+                let refusal = s.refusals.get(&Stage::EndOfData).cloned();
+                if refusal.is_some() {
+                    s.log.push(Attempt { at: Instant::now(), to: to.clone(), accepted: false });
                 }
-                Reply::TempFail => b"451 4.3.0 Try again later\r\n",
-                Reply::Reject => b"550 5.1.1 Mailbox unavailable\r\n",
+                refusal
+            };
+            if let Some(refusal) = refusal {
+                write.write_all(multi_line(&refusal).as_bytes()).await?;
+                continue;
+            }
+            let mut s = shared.lock().unwrap();
+            let eight_bit_refused = s.no_8bitmime && !data.is_ascii();
+            let accepted = next == Reply::Accept && !eight_bit_refused;
+            s.log.push(Attempt { at: Instant::now(), to: to.clone(), accepted });
+            if eight_bit_refused {
+                b"554 5.6.1 8bit content without 8BITMIME\r\n"
+            } else {
+                match next {
+                    Reply::Accept | Reply::Drop => {
+                        s.received.push(Received { from: from.clone(), to: to.clone(), data });
+                        b"250 2.0.0 Queued\r\n"
+                    }
+                    Reply::TempFail => b"451 4.3.0 Try again later\r\n",
+                    Reply::Reject => b"550 5.1.1 Mailbox unavailable\r\n",
+                }
             }
         } else if upper.starts_with("RSET") {
             from.clear();
@@ -217,6 +332,18 @@ async fn session(stream: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> s
         };
         write.write_all(reply).await?;
     }
+}
+
+/// `"554 5.7.1 a\n554 5.7.1 b"` as a multi-line SMTP reply.
+fn multi_line(reply: &str) -> String {
+    let lines: Vec<&str> = reply.split('\n').collect();
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let (code, text) = l.split_at(3.min(l.len()));
+        let sep = if i + 1 < lines.len() { "-" } else { " " };
+        out.push_str(&format!("{code}{sep}{}\r\n", text.trim_start()));
+    }
+    out
 }
 
 fn address(arg: &str) -> String {

@@ -1,0 +1,15 @@
+UPDATE deliveries SET status = 'failed' WHERE status IN ('bounced', 'cancelled');
+UPDATE digests SET status = 'failed' WHERE status IN ('paused', 'cancelled');
+UPDATE digests SET failed_count = failed_count + bounced_count + cancelled_count;
+ALTER TABLE deliveries DROP COLUMN failure_code;
+ALTER TABLE deliveries DROP COLUMN failure_stage;
+ALTER TABLE deliveries DROP COLUMN failure_class;
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'sent', 'failed', 'skipped'));
+ALTER TABLE digests DROP COLUMN paused_reason;
+ALTER TABLE digests DROP COLUMN failure_streak;
+ALTER TABLE digests DROP COLUMN cancelled_count;
+ALTER TABLE digests DROP COLUMN bounced_count;
+ALTER TABLE digests DROP COLUMN rejected_count;
+ALTER TABLE digests DROP CONSTRAINT digests_status_check;
+ALTER TABLE digests ADD CONSTRAINT digests_status_check CHECK (status IN ('queued', 'sending', 'sent', 'failed'));
