@@ -17,10 +17,11 @@ root=$(pwd)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 if ((quick)); then
-  N=2000; N_BIG=0; RUNS=1; WRK_SECS=3; REF_MSGS=5000; STARTS=3
+  N=2000; N_BIG=0; RUNS=1; WRK_SECS=3; REF_MSGS=5000; STARTS=3; TIMING_ROUNDS=50
 else
-  N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5
+  N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5; TIMING_ROUNDS=200
 fi
+TIMING_ROUNDS=${BENCH_TIMING_ROUNDS:-$TIMING_ROUNDS}
 N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}; WRK_SECS=${BENCH_WRK_SECS:-$WRK_SECS}
 backends=${BENCH_BACKENDS:-"sqlite postgres"}
 concurrency=${BENCH_CONCURRENCY:-128}
@@ -55,6 +56,8 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2)
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 admin="bench-admin-token-0123456789"
+# Known to the benchmark so it can sign form tokens as a client would get them.
+secret="bench-secret-key-0123456789abcdef0123456789"
 
 sink_port=$(free_port)
 smtp-sink -u "$(id -un)" "127.0.0.1:$sink_port" 2048 &
@@ -170,12 +173,12 @@ for backend in $backends; do
   # Signups: 64 connections of distinct JSON signups while confirmations drain.
   name="tidings_bench_signup_$$_$backend"
   url=$(db_url "$backend" "$name")
-  port=$(free_port); pid=$(serve "$url" "$port" TIDINGS_SIGNUP_RATE_PER_MINUTE=0); pids+=("$pid")
+  port=$(free_port); pid=$(serve "$url" "$port" TIDINGS_SIGNUP_RATE_PER_MINUTE=0 TIDINGS_SECRET_KEY="$secret"); pids+=("$pid")
   wait_healthy "$port"
-  # Every request carries a fill-time token old enough, as a real client's would.
-  token=$(curl -fs "http://127.0.0.1:$port/subscriptions/form-token" | sed -E 's/.*"form_token":"([^"]+)".*/\1/')
-  sleep 2.1
-  wrk -t 2 -c 64 -d "${WRK_SECS}s" --latency -s "$root/bench/signup.lua" "http://127.0.0.1:$port" -- "$token" > "$work/wrk.txt"
+  # Every request carries its own fill-time token, old enough, as a real
+  # client's would (a token serves one signup).
+  /usr/bin/python3 "$root/bench/form_tokens.py" "$secret" $((WRK_SECS * 20000)) > "$work/tokens.txt"
+  wrk -t 2 -c 64 -d "${WRK_SECS}s" --latency -s "$root/bench/signup.lua" "http://127.0.0.1:$port" -- "$work/tokens.txt" 2 > "$work/wrk.txt"
   result[$backend,rps]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk.txt")
   result[$backend,p50]=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
   result[$backend,p99]=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
@@ -183,6 +186,24 @@ for backend in $backends; do
   result[$backend,errors]=$errors
   echo "  signups: ${result[$backend,rps]} req/s, p50 ${result[$backend,p50]}, p99 ${result[$backend,p99]}, errors $errors"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+
+  # Signup timing per address state, with the answer floor and without.
+  for floor in default 0; do
+    tname="tidings_bench_timing_$$_${backend}_$floor"
+    turl=$(db_url "$backend" "$tname")
+    env TIDINGS_DATABASE_URL="$turl" TIDINGS_LOG=warn "$bin" migrate
+    "$root/bench/seed.sh" "$turl" orthopedic "$TIMING_ROUNDS"
+    extra=(TIDINGS_SIGNUP_RATE_PER_MINUTE=0 TIDINGS_SECRET_KEY="$secret")
+    [ "$floor" = 0 ] && extra+=(TIDINGS_SIGNUP_ANSWER_FLOOR_MS=0)
+    port=$(free_port); pid=$(serve "$turl" "$port" "${extra[@]}"); pids+=("$pid")
+    wait_healthy "$port"
+    timing=$(/usr/bin/python3 "$root/bench/signup_timing.py" "$port" "$secret" "$TIMING_ROUNDS")
+    spread=$(echo "$timing" | tr ' ' '\n' | awk -F= 'NR == 1 || $2 < lo {lo = $2} NR == 1 || $2 > hi {hi = $2} END {printf "%.0f", (hi / lo - 1) * 100}')
+    result[$backend,timing_$floor]="$(echo "$timing" | sed 's/ /, /g') µs (spread $spread %)"
+    echo "  signup medians by state, floor $floor: ${result[$backend,timing_$floor]}"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    drop_db "$backend" "$tname"
+  done
 
   # Footprint: start to a 200 on /health with an existing database, idle RSS.
   starts=()
@@ -221,6 +242,8 @@ table=$(
   row "signup latency p50" p50 ""
   row "signup latency p99" p99 ""
   row "signup errors (non-2xx + socket)" errors ""
+  row "signup answer medians by address state, $TIMING_ROUNDS each, interleaved (floor on, default)" timing_default ""
+  row "the same with signup_answer_floor_ms = 0" timing_0 ""
   row "start to healthy, median of $STARTS (ms)" start ""
   row "idle RSS (MB)" idle ""
   echo "| release binary | $(for _ in $backends; do printf '%s MB | ' "$size_mb"; done)"
@@ -232,7 +255,7 @@ echo "$table"
   echo
   echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
   echo
-  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with a valid fill-time token), signup rate limit off, confirmations draining to the sink. Tidings runs at its default log level (\`info\`: a line per signup), its log going to a file."
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with its own valid fill-time token from \`bench/form_tokens.py\`), signup rate limit off, confirmations draining to the sink. Tidings runs at its default log level (\`info\`: a line per signup), its log going to a file. Signup timing: \`bench/signup_timing.py\`, $TIMING_ROUNDS rounds over one keep-alive connection, each round one signup of a new, a pending, a confirmed and a blocked-domain address in random order; medians per state, spread = slowest median / fastest − 1."
   echo
   echo "$table"
 } >> "$root/BENCHMARKS.md"

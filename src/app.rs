@@ -123,14 +123,17 @@ impl Application {
             outbox_wake: Arc::clone(&core.outbox_wake),
             digest_wake: Arc::clone(&core.digest_wake),
         });
+        let cap = http::ConnectionCap::new(core.settings.max_connections_per_ip, &core.settings.trusted_proxies);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(http::refuse_over_cap))
                 .wrap(http::security_headers())
                 .wrap(from_fn(http::request_span))
                 .configure(|cfg| http::configure(cfg, &limits))
                 .default_service(web::to(http::not_found))
         })
+        .on_connect(move |conn, data| cap.on_connect(conn, data))
         .listen(listener)?
         .run();
         Ok(Self { port, server, core })

@@ -64,11 +64,16 @@ pub fn parse_post(input: &PostInput, settings: &Settings) -> Result<NewPost, Fie
 
 /// A digest subject the author typed: one line, 1–200 characters.
 pub fn parse_subject(s: &str) -> Result<String, FieldError> {
-    let s = s.trim();
-    if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+    if s.chars().any(char::is_control) {
         return Err(FieldError::new("subject", "a subject is one line of 1-200 characters"));
     }
-    Ok(s.to_owned())
+    // Invisible and direction-changing characters would make the subject
+    // read other than it shows: they are dropped, like in post titles.
+    let s = crate::domain::shown_only(s.trim());
+    if s.is_empty() || s.chars().count() > 200 {
+        return Err(FieldError::new("subject", "a subject is one line of 1-200 characters"));
+    }
+    Ok(s)
 }
 
 #[derive(Debug)]

@@ -78,6 +78,17 @@ pub struct Settings {
     /// Form posts sooner than this after the form was served are dropped
     /// silently (bots fill forms instantly); 0 turns the check off.
     pub form_min_fill_ms: u64,
+    /// A request body must arrive in full within this many milliseconds of
+    /// the request's headers, or the answer is 408 and the connection closes.
+    pub body_timeout_ms: u64,
+    /// Open connections one client IP may hold (trusted proxies are not
+    /// counted: they carry everyone); a request on one more is answered 429.
+    /// 0 turns the cap off.
+    pub max_connections_per_ip: usize,
+    /// A signup is answered no sooner than this many milliseconds after it
+    /// arrived, whatever the address's state, so the answer's timing does not
+    /// tell a confirmed reader from a new one. 0 turns the floor off.
+    pub signup_answer_floor_ms: u64,
     /// Whether `POST /subscriptions` takes JSON (the API) besides the form.
     pub json_signups: bool,
     pub feed_max_bytes: u64,
@@ -227,6 +238,9 @@ impl Default for Settings {
             .map(String::from)
             .to_vec(),
             form_min_fill_ms: 2_000,
+            body_timeout_ms: 10_000,
+            max_connections_per_ip: 128,
+            signup_answer_floor_ms: 5,
             json_signups: true,
             feed_max_bytes: 5 * 1024 * 1024,
             feed_allow_private_hosts: false,
@@ -339,6 +353,12 @@ impl Settings {
         if self.smtp_timeout_secs == 0 {
             return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
         }
+        if self.body_timeout_ms < 100 {
+            return fail("body_timeout_ms (TIDINGS_BODY_TIMEOUT_MS)", "must be at least 100");
+        }
+        if self.signup_answer_floor_ms > 1_000 {
+            return fail("signup_answer_floor_ms (TIDINGS_SIGNUP_ANSWER_FLOOR_MS)", "must be at most 1000");
+        }
         Ok(())
     }
 
@@ -357,6 +377,14 @@ impl Settings {
 
     pub fn smtp_timeout(&self) -> Duration {
         Duration::from_secs(self.smtp_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    pub fn signup_answer_floor(&self) -> Duration {
+        Duration::from_millis(self.signup_answer_floor_ms)
     }
 
     pub fn confirm_token_ttl(&self) -> chrono::Duration {

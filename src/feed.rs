@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use url::Url;
+use url::{Host, Url};
 
 use crate::config::{ListSettings, Settings};
 use crate::domain::{ListSlug, MAX_SUMMARY, NewPost, PostTitle, PostUrl, plain_text, truncate};
@@ -25,6 +25,10 @@ pub enum FeedError {
     Fetch(String),
     #[error("the feed did not arrive within the {0}-second limit")]
     TimedOut(u64),
+    #[error(
+        "the feed answered {status}, a redirect to {location}; redirects are not followed: set feed_url to the feed's final address"
+    )]
+    Redirected { status: u16, location: String },
     #[error("the feed is larger than {0} bytes")]
     TooLarge(u64),
     #[error("not an RSS or Atom feed: {0}")]
@@ -126,29 +130,49 @@ pub async fn pull(store: &Store, settings: &Settings, only: Option<&str>) -> Res
 /// connection (and pinned, so DNS cannot change its answer in between),
 /// within a time and a size limit.
 async fn fetch(url: &Url, settings: &Settings) -> Result<Vec<u8>, FeedError> {
-    let host = url.host_str().ok_or_else(|| FeedError::Fetch("the feed URL has no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| FeedError::Fetch(format!("cannot resolve {host}: {e}")))?
-        .collect();
+    // An IP literal is its own address; `host_str` would keep an IPv6
+    // literal's brackets, which no resolver knows.
+    let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
+        Some(Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+        Some(Host::Ipv6(ip)) => (ip.to_string(), vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+        Some(Host::Domain(name)) => {
+            let found = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| FeedError::Fetch(format!("cannot resolve {name}: {e}")))?
+                .collect();
+            (name.to_owned(), found)
+        }
+        None => return Err(FeedError::Fetch("the feed URL has no host".into())),
+    };
     let addr = *addrs.first().ok_or_else(|| FeedError::Fetch(format!("{host} has no address")))?;
     if !settings.feed_allow_private_hosts && addrs.iter().any(|a| is_private(a.ip())) {
-        return Err(FeedError::PrivateHost(host.to_owned()));
+        return Err(FeedError::PrivateHost(host));
     }
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.feed_timeout_secs))
         .redirect(reqwest::redirect::Policy::none())
-        .resolve(host, addr)
-        .user_agent(concat!("Tidings/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| FeedError::Fetch(e.to_string()))?;
+        .user_agent(concat!("Tidings/", env!("CARGO_PKG_VERSION")));
+    if matches!(url.host(), Some(Host::Domain(_))) {
+        client = client.resolve(&host, addr);
+    }
+    let client = client.build().map_err(|e| FeedError::Fetch(e.to_string()))?;
     let response = client
         .get(url.clone())
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| fetch_error(e, settings))?;
+    if response.status().is_redirection() {
+        return Err(FeedError::Redirected {
+            status: response.status().as_u16(),
+            location: response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map_or_else(|| "no address given".to_owned(), |l| l.chars().take(300).collect()),
+        });
+    }
     let limit = settings.feed_max_bytes;
     if response.content_length().is_some_and(|n| n > limit) {
         return Err(FeedError::TooLarge(limit));

@@ -12,8 +12,9 @@ on_both_backends!(
     forwarded_for_counts_only_behind_a_trusted_proxy,
     confirmations_are_rate_limited_per_client_ip,
     confirmation_cap_holds_across_instances,
-    honeypot_and_fill_time_drop_bots_silently,
+    fill_time_asks_for_one_more_step_and_honeypot_stays_silent,
     json_api_gets_the_same_protection,
+    one_form_token_serves_one_signup,
     blocked_domains_are_answered_and_dropped,
     cross_origin_posts_need_an_allowed_origin,
     tokens_are_single_use_and_scoped,
@@ -138,27 +139,44 @@ async fn confirmation_cap_holds_across_instances(backend: Backend) {
     assert_eq!(first.smtp.to("victim@example.com").len(), 3, "the cap lives in the database");
 }
 
-async fn honeypot_and_fill_time_drop_bots_silently(backend: Backend) {
+/// The form token in a page's hidden field.
+fn form_token_in(page: &str) -> String {
+    page.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+async fn fill_time_asks_for_one_more_step_and_honeypot_stays_silent(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.form_min_fill_ms = 1_500).await;
-    let page = app.get("/").await.text().await.unwrap();
-    let token = page.split("name=\"form_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let token = form_token_in(&app.get("/").await.text().await.unwrap());
     let human = [("email", "human@example.com"), ("lists", "orthopedic"), ("website", ""), ("form_token", &token)];
 
-    // Instantly: a bot. The answer is the one a person gets.
+    // Instantly, without a token, with a forged one: one more step, with
+    // the choices kept and a fresh token; nothing stored.
     let res = app.post_form("/subscriptions", &human).await;
     assert_eq!(res.status(), 200);
-    let fast = res.text().await.unwrap();
-    assert!(fast.contains("Check your inbox"));
-    // No token, a forged token, a filled honeypot: the same.
-    let no_token = app.post_form("/subscriptions", &[("email", "bot1@example.com"), ("lists", "orthopedic")]).await;
-    assert_eq!(no_token.text().await.unwrap(), fast);
+    let step = res.text().await.unwrap();
+    assert!(step.contains("One more step"), "{step}");
+    assert!(step.contains(r#"name="email" value="human@example.com""#));
+    assert!(step.contains(r#"name="lists" value="orthopedic""#));
+    assert_ne!(form_token_in(&step), token, "a fresh token");
+    let no_token = app.post_form("/subscriptions", &[("email", "late@example.com"), ("lists", "orthopedic")]).await;
+    let no_token = no_token.text().await.unwrap();
+    assert!(no_token.contains("One more step"));
     let forged = app
         .post_form(
             "/subscriptions",
-            &[("email", "bot2@example.com"), ("lists", "orthopedic"), ("form_token", "1.AAAAAAAAAAAAAAAAAAAAAA")],
+            &[
+                ("email", "bot2@example.com"),
+                ("lists", "orthopedic"),
+                ("form_token", "1-0011223344556677.AAAAAAAAAAAAAAAAAAAAAA"),
+            ],
         )
         .await;
-    assert_eq!(forged.text().await.unwrap(), fast);
+    assert!(forged.text().await.unwrap().contains("One more step"));
+    assert_eq!(app.db.count("subscribers"), 0);
+
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    // The honeypot stays silent: the answer a person gets, nothing stored.
+    let trap = form_token_in(&app.get("/").await.text().await.unwrap());
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     let trapped = app
         .post_form(
@@ -167,20 +185,34 @@ async fn honeypot_and_fill_time_drop_bots_silently(backend: Backend) {
                 ("email", "bot3@example.com"),
                 ("lists", "orthopedic"),
                 ("website", "http://spam.example"),
-                ("form_token", &token),
+                ("form_token", &trap),
             ],
         )
-        .await;
-    assert_eq!(trapped.text().await.unwrap(), fast);
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(trapped.contains("Check your inbox"));
     assert_eq!(app.db.count("subscribers"), 0, "bots leave nothing behind");
 
-    // A person who took their time gets through.
-    let res = app.post_form("/subscriptions", &human).await;
-    assert_eq!(res.text().await.unwrap(), fast);
+    // A person who took their time gets through, once per token.
+    let res = app.post_form("/subscriptions", &human).await.text().await.unwrap();
+    assert!(res.contains("Check your inbox"));
     assert_eq!(app.db.count("subscribers"), 1);
-    app.smtp.wait_for(1, Duration::from_secs(10)).await;
+    let reused = [("email", "second@example.com"), ("lists", "orthopedic"), ("form_token", &token)];
+    let again = app.post_form("/subscriptions", &reused).await.text().await.unwrap();
+    assert!(again.contains("One more step"), "a used token asks again");
+    assert_eq!(app.db.count("subscribers"), 1);
+
+    // Pressing Subscribe on "one more step" completes the signup.
+    let fresh = form_token_in(&no_token);
+    let pressed = [("email", "late@example.com"), ("name", ""), ("lists", "orthopedic"), ("form_token", &fresh)];
+    let done = app.post_form("/subscriptions", &pressed).await.text().await.unwrap();
+    assert!(done.contains("Check your inbox"), "{done}");
+    assert_eq!(app.db.count("subscribers"), 2);
+    app.smtp.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.smtp.received().len(), 1);
+    assert_eq!(app.smtp.received().len(), 2);
 }
 
 async fn json_api_gets_the_same_protection(backend: Backend) {
@@ -196,7 +228,8 @@ async fn json_api_gets_the_same_protection(backend: Backend) {
     let form = app.post_form("/subscriptions", &[("email", "d@example.com"), ("lists", "orthopedic")]).await;
     assert_eq!(form.status(), 429);
 
-    // The fill time holds for JSON too: a client fetches a token first.
+    // The fill time holds for JSON too: a client fetches a token first, and
+    // one without a usable token is told how to get one.
     let timed = TestApp::spawn_with(backend, |s| s.form_min_fill_ms = 1_500).await;
     let issued = timed.get("/subscriptions/form-token").await;
     assert_eq!(issued.headers()["cache-control"], "no-store");
@@ -208,18 +241,57 @@ async fn json_api_gets_the_same_protection(backend: Backend) {
         let body = json!({"email": email, "lists": ["orthopedic"], "form_token": token});
         async move { timed.post_json("/subscriptions", &body).await }
     };
-    assert_eq!(json_signup("no-token@example.com", None).await.status(), 202);
-    assert_eq!(json_signup("too-fast@example.com", Some(token)).await.status(), 202);
-    assert_eq!(json_signup("forged@example.com", Some("1.AAAAAAAAAAAAAAAAAAAAAA")).await.status(), 202);
+    for (email, token, why) in [
+        ("no-token@example.com", None, "missing"),
+        ("too-fast@example.com", Some(token), "sooner"),
+        ("forged@example.com", Some("1-0011223344556677.AAAAAAAAAAAAAAAAAAAAAA"), "not one we issued"),
+    ] {
+        let res = json_signup(email, token).await;
+        assert_eq!(res.status(), 400, "{email}");
+        let body = res.json::<Value>().await.unwrap();
+        assert_eq!(body["field"], "form_token");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(why) && error.contains("GET /subscriptions/form-token"), "{error}");
+    }
     assert_eq!(timed.db.count("subscribers"), 0, "JSON cannot skip the fill time");
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(json_signup("patient@example.com", Some(token)).await.status(), 202);
     assert_eq!(timed.db.count("subscribers"), 1);
     assert_eq!(timed.db.count("subscribers WHERE email = 'patient@example.com'"), 1);
+    let reused = json_signup("second@example.com", Some(token)).await;
+    assert_eq!(reused.status(), 400, "one token, one signup");
+    assert!(reused.text().await.unwrap().contains("used by another signup"));
+    assert_eq!(timed.db.count("subscribers"), 1);
 
     let closed = TestApp::spawn_with(backend, |s| s.json_signups = false).await;
     assert_eq!(closed.signup("e@example.com", &["orthopedic"]).await.status(), 403);
     assert_eq!(closed.db.count("subscribers"), 0);
+}
+
+/// Many signups posted at once with one token: exactly one gets through.
+async fn one_form_token_serves_one_signup(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.form_min_fill_ms = 500).await;
+    let issued = app.get("/subscriptions/form-token").await.json::<Value>().await.unwrap();
+    let token = issued["form_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (client, url, token) = (app.client.clone(), app.url("/subscriptions"), token.clone());
+            tokio::spawn(async move {
+                let body =
+                    json!({"email": format!("many{i}@example.com"), "lists": ["orthopedic"], "form_token": token});
+                client.post(url).json(&body).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 202).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 400).count(), 39, "{statuses:?}");
+    assert_eq!(app.db.count("subscribers"), 1);
+    assert_eq!(app.db.count("form_token_uses"), 1);
 }
 
 async fn blocked_domains_are_answered_and_dropped(backend: Backend) {
@@ -253,25 +325,30 @@ async fn cross_origin_posts_need_an_allowed_origin(backend: Backend) {
         .unwrap();
     assert_eq!(issued.headers()["access-control-allow-origin"], "https://blog.example.org");
     let token = issued.json::<Value>().await.unwrap()["form_token"].as_str().unwrap().to_owned();
+    let more_token = || async {
+        let issued = app.get("/subscriptions/form-token").await.json::<Value>().await.unwrap();
+        issued["form_token"].as_str().unwrap().to_owned()
+    };
+    let tokens = [token.clone(), more_token().await, more_token().await, more_token().await];
     let foreign =
         app.client.get(app.url("/subscriptions/form-token")).header("origin", "https://evil.example").send().await;
     assert!(foreign.unwrap().headers().get("access-control-allow-origin").is_none());
     tokio::time::sleep(Duration::from_millis(1_100)).await;
 
-    let post = |origin: &'static str, email: &'static str| {
+    let post = |origin: &'static str, email: &'static str, token: &str| {
         app.client
             .post(app.url("/subscriptions"))
             .header("origin", origin)
             .json(&json!({ "email": email, "lists": ["orthopedic"], "form_token": token }))
             .send()
     };
-    let res = post("https://evil.example", "a@example.com").await.unwrap();
+    let res = post("https://evil.example", "a@example.com", &tokens[0]).await.unwrap();
     assert_eq!(res.status(), 403);
     assert!(res.headers().get("access-control-allow-origin").is_none());
-    let res = post("https://blog.example.org", "b@example.com").await.unwrap();
+    let res = post("https://blog.example.org", "b@example.com", &tokens[1]).await.unwrap();
     assert_eq!(res.status(), 202);
     assert_eq!(res.headers()["access-control-allow-origin"], "https://blog.example.org");
-    let res = post("http://tidings.test", "c@example.com").await.unwrap();
+    let res = post("http://tidings.test", "c@example.com", &tokens[2]).await.unwrap();
     assert_eq!(res.status(), 202, "our own pages");
     // The blog's own copy of the form: claiming the blog's origin does not
     // excuse a post from the fill time.
@@ -280,7 +357,8 @@ async fn cross_origin_posts_need_an_allowed_origin(backend: Backend) {
     };
     let res = blog_form(&[("email", "bot@example.com"), ("lists", "orthopedic")]).await.unwrap();
     assert_eq!(res.status(), 200);
-    let res = blog_form(&[("email", "d@example.com"), ("lists", "orthopedic"), ("form_token", &token)]).await.unwrap();
+    let res =
+        blog_form(&[("email", "d@example.com"), ("lists", "orthopedic"), ("form_token", &tokens[3])]).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(app.db.count("subscribers"), 3);
     assert_eq!(app.db.count("subscribers WHERE email = 'bot@example.com'"), 0);

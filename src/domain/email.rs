@@ -32,8 +32,10 @@ impl EmailAddress {
         }
         let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Invalid)?;
         let domain = idna::domain_to_ascii(domain).map_err(|_| EmailError::Invalid)?;
-        // A dotless domain is valid in HTML forms but never reaches a real inbox.
-        if !domain.contains('.') || domain.ends_with('.') {
+        // A dotless domain is valid in HTML forms but never reaches a real
+        // inbox; an address literal (`a@[127.0.0.1]`) or a numeric top-level
+        // domain is no host name a relay delivers to.
+        if !is_host_name(&domain) {
             return Err(EmailError::Invalid);
         }
         let canonical = format!("{}@{}", local.to_lowercase(), domain);
@@ -63,6 +65,21 @@ impl EmailAddress {
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
     }
+}
+
+/// Two or more labels of letters, digits and inner hyphens (after
+/// punycoding), at most 63 characters each, the last one not all digits.
+fn is_host_name(domain: &str) -> bool {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    labels.len() >= 2
+        && labels.iter().all(label_ok)
+        && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl fmt::Display for EmailAddress {
@@ -105,6 +122,12 @@ mod tests {
             "@example.com",
             "a@",
             "a@@example.com",
+            "a@[127.0.0.1]",
+            "a@[IPv6:::1]",
+            "a@127.0.0.1",
+            "a@example.com.",
+            "a@-example.com",
+            "a@exa_mple.com",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -6,6 +6,7 @@ mod email;
 mod name;
 mod post;
 mod slug;
+mod text;
 mod token;
 
 pub use delivery::{DeliveryStatus, DigestState, FailureClass, SmtpStage};
@@ -15,6 +16,7 @@ pub use post::{
     MAX_SUMMARY, NewPost, PostError, PostTitle, PostUrl, digest_subject, parse_published_at, plain_text, truncate,
 };
 pub use slug::{ListSlug, SlugError};
+pub use text::{is_shown, shown_only};
 pub use token::{Signer, TokenError, TokenKind, redact as redact_token};
 
 /// Whether a reader is waiting to confirm, confirmed, or gone.

@@ -13,6 +13,8 @@ pub enum NameError {
     TooLong,
     #[error("a name cannot contain line breaks or control characters")]
     ControlCharacters,
+    #[error("a name cannot contain invisible or text-direction characters")]
+    Invisible,
 }
 
 impl SubscriberName {
@@ -26,6 +28,9 @@ impl SubscriberName {
         }
         if trimmed.chars().any(char::is_control) {
             return Err(NameError::ControlCharacters);
+        }
+        if !trimmed.chars().all(super::text::is_shown) {
+            return Err(NameError::Invisible);
         }
         Ok(Some(Self(trimmed.to_owned())))
     }
@@ -44,6 +49,13 @@ impl fmt::Display for SubscriberName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_invisible_and_direction_characters() {
+        for spoof in ["Bob\u{202E}", "A\u{200B}lice", "\u{FEFF}Eve", "Mal\u{E000}lory"] {
+            assert_eq!(SubscriberName::parse_optional(Some(spoof)), Err(NameError::Invisible), "{spoof:?}");
+        }
+    }
 
     #[test]
     fn blank_is_absent() {

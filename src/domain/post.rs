@@ -30,7 +30,7 @@ pub struct PostTitle(String);
 impl PostTitle {
     pub fn parse(input: &str) -> Result<Self, PostError> {
         let text: String = input.split_whitespace().collect::<Vec<_>>().join(" ");
-        let text: String = text.chars().filter(|c| !c.is_control()).collect();
+        let text = super::text::shown_only(&text);
         if text.is_empty() {
             return Err(PostError::EmptyTitle);
         }
@@ -132,7 +132,7 @@ pub fn plain_text(html: &str) -> String {
     }
     out.push_str(&decode_entities(rest));
     let folded: Vec<&str> = out.split_whitespace().collect();
-    folded.join(" ").chars().filter(|c| !c.is_control()).collect()
+    super::text::shown_only(&folded.join(" "))
 }
 
 /// Cuts `text` to at most `max` characters, at a word boundary, with "…".

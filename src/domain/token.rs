@@ -16,7 +16,8 @@ const ID_CHARS: usize = 22;
 pub enum TokenKind {
     Confirm,
     Unsubscribe,
-    /// The time a signup form was served, in Unix milliseconds.
+    /// A served signup form: `MS-NONCE`, the Unix milliseconds it was
+    /// served at and 64 random bits that make it single-use.
     FormIssued,
 }
 
@@ -73,7 +74,12 @@ impl Signer {
     pub fn verify(&self, kind: TokenKind, token: &str) -> Result<String, TokenError> {
         let (id, mac) = token.trim().split_once('.').ok_or(TokenError::Malformed)?;
         let well_formed = match kind {
-            TokenKind::FormIssued => (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()),
+            TokenKind::FormIssued => id.split_once('-').is_some_and(|(ms, nonce)| {
+                (1..=20).contains(&ms.len())
+                    && ms.bytes().all(|b| b.is_ascii_digit())
+                    && nonce.len() == 16
+                    && nonce.bytes().all(|b| b.is_ascii_hexdigit())
+            }),
             TokenKind::Confirm | TokenKind::Unsubscribe => id.len() == ID_CHARS && URL_SAFE_NO_PAD.decode(id).is_ok(),
         };
         if !well_formed {

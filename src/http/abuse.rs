@@ -120,23 +120,49 @@ fn now_ms() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
-/// The signed time a form was served, put in a hidden field.
+/// How long a served form stays good: long enough to read a post first,
+/// short enough that a harvested token soon goes stale.
+pub const FORM_TOKEN_LIFETIME_MS: u64 = 2 * 3_600_000;
+
+/// A signed, single-use token for a form served now, put in a hidden field.
 pub fn form_token(signer: &Signer) -> String {
-    signer.sign(TokenKind::FormIssued, &now_ms().to_string())
+    let nonce: u64 = rand::random();
+    signer.sign(TokenKind::FormIssued, &format!("{}-{nonce:016x}", now_ms()))
 }
 
-/// Whether a form post took at least as long as a person needs. Forms are
-/// good for a day; a missing, forged or stale token fails.
-pub fn filled_by_a_person(signer: &Signer, token: Option<&str>, min_ms: u64) -> bool {
+/// What the fill-time check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillCheck {
+    /// The check is off (`form_min_fill_ms = 0`).
+    Off,
+    /// Filled at a person's pace; `nonce` makes the token single-use.
+    Person { nonce: String },
+    /// Missing, forged, too fast or too old.
+    Failed(&'static str),
+}
+
+/// Whether a form post took at least as long as a person needs, with a
+/// token served no longer ago than `FORM_TOKEN_LIFETIME_MS`.
+pub fn fill_check(signer: &Signer, token: Option<&str>, min_ms: u64) -> FillCheck {
     if min_ms == 0 {
-        return true;
+        return FillCheck::Off;
     }
-    let Some(issued) = token.and_then(|t| signer.verify(TokenKind::FormIssued, t).ok()) else {
-        return false;
+    let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+        return FillCheck::Failed("form_token is missing");
     };
-    let Ok(issued) = issued.parse::<u64>() else { return false };
-    let elapsed = now_ms().saturating_sub(issued);
-    (min_ms..=86_400_000).contains(&elapsed)
+    let Ok(issued) = signer.verify(TokenKind::FormIssued, token) else {
+        return FillCheck::Failed("form_token is not one we issued");
+    };
+    let Some((ms, nonce)) = issued.split_once('-') else { return FillCheck::Failed("form_token is not one we issued") };
+    let Ok(ms) = ms.parse::<u64>() else { return FillCheck::Failed("form_token is not one we issued") };
+    let elapsed = now_ms().saturating_sub(ms);
+    if elapsed < min_ms {
+        FillCheck::Failed("form_token was used sooner than a person fills the form")
+    } else if elapsed > FORM_TOKEN_LIFETIME_MS {
+        FillCheck::Failed("form_token has expired")
+    } else {
+        FillCheck::Person { nonce: nonce.to_owned() }
+    }
 }
 
 pub fn blocked(email: &EmailAddress, settings: &Settings) -> bool {
@@ -183,14 +209,25 @@ mod tests {
     #[test]
     fn fill_time() {
         let signer = Signer::new(b"k");
+        let issued =
+            |ago_ms: u64| signer.sign(TokenKind::FormIssued, &format!("{}-00112233445566ff", now_ms() - ago_ms));
         let fresh = form_token(&signer);
-        assert!(!filled_by_a_person(&signer, Some(&fresh), 2_000));
-        assert!(filled_by_a_person(&signer, Some(&fresh), 0));
-        let old = signer.sign(TokenKind::FormIssued, &(now_ms() - 5_000).to_string());
-        assert!(filled_by_a_person(&signer, Some(&old), 2_000));
-        let stale = signer.sign(TokenKind::FormIssued, &(now_ms() - 90_000_000).to_string());
-        assert!(!filled_by_a_person(&signer, Some(&stale), 2_000));
-        assert!(!filled_by_a_person(&signer, None, 2_000));
-        assert!(!filled_by_a_person(&signer, Some("123.abc"), 2_000));
+        assert!(matches!(fill_check(&signer, Some(&fresh), 2_000), FillCheck::Failed(_)));
+        assert_eq!(fill_check(&signer, Some(&fresh), 0), FillCheck::Off);
+        assert_eq!(
+            fill_check(&signer, Some(&issued(5_000)), 2_000),
+            FillCheck::Person { nonce: "00112233445566ff".into() }
+        );
+        assert!(matches!(
+            fill_check(&signer, Some(&issued(FORM_TOKEN_LIFETIME_MS + 1_000)), 2_000),
+            FillCheck::Failed(_)
+        ));
+        assert!(matches!(fill_check(&signer, None, 2_000), FillCheck::Failed(_)));
+        assert!(matches!(fill_check(&signer, Some("123.abc"), 2_000), FillCheck::Failed(_)));
+        // The old digits-only form, or a nonce we did not make.
+        let old_style = signer.sign(TokenKind::FormIssued, &(now_ms() - 5_000).to_string());
+        assert!(matches!(fill_check(&signer, Some(&old_style), 2_000), FillCheck::Failed(_)));
+        let two = (form_token(&signer), form_token(&signer));
+        assert_ne!(two.0, two.1, "every form gets its own token");
     }
 }

@@ -58,7 +58,10 @@ fn authorize(headers: &HeaderMap, settings: &Settings) -> Result<(), ApiError> {
     let given = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        // RFC 9110: the scheme is case-insensitive.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or(ApiError::Unauthorized)?;
     let same: bool = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())).into();
     if same { Ok(()) } else { Err(ApiError::Unauthorized) }
@@ -80,7 +83,7 @@ async fn add_post(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let input: PostInput = body::json(&req, payload).await?;
+    let input: PostInput = body::json(&req, payload, state.settings.body_timeout()).await?;
     let post = author::parse_post(&input, &state.settings)?;
     let outcome = state.store.upsert_posts(vec![post], ListsMode::Replace).await?;
     Ok(match outcome.first() {
@@ -128,7 +131,7 @@ async fn trigger(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: TriggerBody = body::json(&req, payload).await?;
+    let body: TriggerBody = body::json(&req, payload, state.settings.body_timeout()).await?;
     let list = known_list(&state, "list", &body.list)?;
     let subject = body.subject.as_deref().map(author::parse_subject).transpose()?;
     let key = idempotency_key(&req)?;

@@ -1,6 +1,8 @@
 //! Reading and decoding request bodies ourselves, so every failure gets our
 //! own clear answer (413, 415, 400) instead of an extractor's default.
 
+use std::time::Duration;
+
 use actix_web::HttpRequest;
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::StreamExt;
@@ -10,7 +12,16 @@ use super::error::ApiError;
 /// Bodies larger than this are refused with 413.
 pub const MAX_BODY: usize = 64 * 1024;
 
-pub async fn read(mut payload: Payload) -> Result<Bytes, ApiError> {
+/// The whole body, within `deadline` from the first byte we wait for: a
+/// client that sends `Content-Length: 100` and then one byte would otherwise
+/// hold its connection (and a file descriptor) for as long as it likes.
+pub async fn read(payload: Payload, deadline: Duration) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(deadline, read_all(payload))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs_f64()))?
+}
+
+async fn read_all(mut payload: Payload) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -49,11 +60,15 @@ pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
 }
 
 /// A JSON body into `T`, with a 400 that says what is wrong and where.
-pub async fn json<T: serde::de::DeserializeOwned>(req: &HttpRequest, payload: Payload) -> Result<T, ApiError> {
+pub async fn json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: Payload,
+    deadline: Duration,
+) -> Result<T, ApiError> {
     if kind(req) != Kind::Json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = read(payload).await?;
+    let body = read(payload, deadline).await?;
     serde_json::from_slice(&body).map_err(|e| {
         let field = match e.classify() {
             serde_json::error::Category::Data => field_of(&e.to_string()).unwrap_or("body"),

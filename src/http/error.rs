@@ -13,6 +13,8 @@ pub enum ApiError {
     Invalid { field: &'static str, message: String },
     #[error("the request body is larger than {0} KiB")]
     TooLarge(usize),
+    #[error("the request body did not arrive within {0} seconds; send it in one go and try again")]
+    BodyTimeout(f64),
     #[error("send application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("missing or wrong admin token")]
@@ -56,6 +58,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -73,6 +76,11 @@ impl ResponseError for ApiError {
             }
             Self::Unavailable => {
                 answer.insert_header(("Retry-After", "5"));
+            }
+            // The rest of a late body may still come: the connection cannot
+            // carry another request.
+            Self::BodyTimeout(_) => {
+                answer.force_close();
             }
             _ => {}
         }

@@ -4,6 +4,7 @@
 mod abuse;
 mod admin;
 mod body;
+mod connections;
 mod error;
 mod pages;
 mod public;
@@ -44,6 +45,7 @@ pub struct AppState {
 }
 
 pub use abuse::{ClientIp, Limits};
+pub use connections::{ConnectionCap, refuse_over_cap};
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {

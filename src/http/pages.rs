@@ -33,6 +33,7 @@ impl Pages {
         for (name, src) in [
             ("layout", include_str!("pages/layout.hbs")),
             ("signup", include_str!("pages/signup.hbs")),
+            ("one_more_step", include_str!("pages/one_more_step.hbs")),
             ("message", include_str!("pages/message.hbs")),
             ("confirm", include_str!("pages/confirm.hbs")),
             ("unsubscribe", include_str!("pages/unsubscribe.hbs")),
@@ -76,6 +77,25 @@ impl Pages {
             "form_token": form.form_token,
         });
         self.page(status, "signup", &data)
+    }
+
+    /// For a form post whose token did not pass (missing, too fast, too
+    /// old, used): the reader's choices, kept in hidden fields with a fresh
+    /// token, and one button that completes the signup.
+    pub fn one_more_step(&self, lists: &[ListSettings], form: &SignupForm) -> HttpResponse {
+        let chosen: Vec<_> = lists
+            .iter()
+            .filter(|l| form.checked.iter().any(|c| c == l.slug.as_str()))
+            .map(|l| json!({ "slug": l.slug.as_str(), "name": l.name }))
+            .collect();
+        let data = json!({
+            "title": "One more step",
+            "email": form.email,
+            "name": form.name,
+            "lists": chosen,
+            "form_token": form.form_token,
+        });
+        self.page(StatusCode::OK, "one_more_step", &data)
     }
 
     /// A page with a title, a few paragraphs and an optional link.
@@ -125,6 +145,7 @@ mod tests {
             pages.message(StatusCode::OK, "t", &["p"], Some(("/", "home"))),
             pages.message(StatusCode::OK, "t", &[], None),
             pages.confirm("tok"),
+            pages.one_more_step(&lists, &SignupForm { checked: vec!["orthopedic".into()], ..Default::default() }),
             pages.unsubscribe("/unsubscribe/x", "Orthopedic", false, &["A".into(), "B".into()]),
             pages.unsubscribe("/unsubscribe/x", "Orthopedic", true, &[]),
         ] {

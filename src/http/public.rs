@@ -13,13 +13,13 @@ use actix_web::http::header::{
 };
 use actix_web::middleware::Condition;
 
-use super::abuse::{self, Limits};
+use super::abuse::{self, FillCheck, Limits};
 use super::body::{self, Kind};
 use super::error::ApiError;
 use super::pages::SignupForm;
 use super::{AppState, evidence};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
-use crate::store::signups::SignupRequest;
+use crate::store::signups::{SignupOutcome, SignupRequest};
 use crate::store::subscriptions::ConfirmOutcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
@@ -149,9 +149,52 @@ async fn subscribe(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut answer = signup(&req, payload, &state).await?;
+    let arrived = tokio::time::Instant::now();
+    let answer = signup(&req, payload, &state).await;
+    // Every answer waits for the same floor, whatever the address's state
+    // (new, pending, confirmed, blocked): only that keeps its timing from
+    // telling who subscribes. The work of a signup is shorter than the
+    // floor on a healthy database; under load, signups answer together at
+    // their group's commit.
+    tokio::time::sleep_until(arrived + state.settings.signup_answer_floor()).await;
+    let mut answer = answer?;
     cors(&req, &state, &mut answer);
     Ok(answer)
+}
+
+/// Why a signup's form token did not pass.
+enum TokenProblem {
+    Check(&'static str),
+    Used,
+}
+
+/// A signup without a usable form token: a form gets "one more step" (the
+/// same choices, a fresh token, one button), a JSON client a 400 that says
+/// how to get a token.
+fn token_refused(state: &AppState, raw: &RawSignup, source: SignupSource, problem: TokenProblem) -> HttpResponse {
+    match source {
+        SignupSource::Form => {
+            let form = SignupForm {
+                email: raw.email.clone().unwrap_or_default(),
+                name: raw.name.clone().unwrap_or_default(),
+                checked: raw.lists.clone(),
+                form_token: abuse::form_token(&state.signer),
+                ..SignupForm::default()
+            };
+            state.pages.one_more_step(&state.settings.lists, &form)
+        }
+        SignupSource::Api => {
+            let why = match problem {
+                TokenProblem::Check(why) => why,
+                TokenProblem::Used => "form_token was used by another signup already",
+            };
+            let message = format!(
+                "{why}: get one from GET /subscriptions/form-token for each signup and send it no sooner than {} ms later",
+                state.settings.form_min_fill_ms
+            );
+            HttpResponse::BadRequest().json(json!({ "error": message, "field": "form_token" }))
+        }
+    }
 }
 
 async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
@@ -159,7 +202,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         return Ok(HttpResponse::Forbidden().json(json!({ "error": "signups from this site are not accepted" })));
     }
     let kind = body::kind(req);
-    let body = body::read(payload).await?;
+    let body = body::read(payload, state.settings.body_timeout()).await?;
     let (raw, source) = match kind {
         Kind::Json if state.settings.json_signups => (RawSignup::from_json(&body)?, SignupSource::Api),
         Kind::Json => {
@@ -189,12 +232,6 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         tracing::info!("honeypot filled: signup dropped");
         return Ok(accepted());
     }
-    // Every way in is held to the fill time, or bots would post JSON, or
-    // claim the blog's origin, to skip it.
-    if !abuse::filled_by_a_person(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms) {
-        tracing::info!(source = source.as_str(), "signup posted too fast or without a valid form token: dropped");
-        return Ok(accepted());
-    }
     let valid = match (validate(&raw, state), source) {
         (Ok(valid), _) => valid,
         (Err(ApiError::Invalid { field, message }), SignupSource::Form) => {
@@ -204,11 +241,27 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
                 checked: raw.lists.clone(),
                 error: Some(message),
                 error_email: field == "email",
-                form_token: raw.form_token.clone().unwrap_or_default(),
+                // The token is not spent by a refusal: the reader keeps it.
+                form_token: raw
+                    .form_token
+                    .clone()
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| abuse::form_token(&state.signer)),
             };
             return Ok(state.pages.signup(StatusCode::BAD_REQUEST, &state.settings.lists, &form));
         }
         (Err(e), _) => return Err(e),
+    };
+    // Every way in is held to the fill time, or bots would post JSON, or
+    // claim the blog's origin, to skip it.
+    let form_nonce = match abuse::fill_check(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms)
+    {
+        FillCheck::Off => None,
+        FillCheck::Person { nonce } => Some(nonce),
+        FillCheck::Failed(why) => {
+            tracing::info!(source = source.as_str(), why, "signup without a usable form token: asked again");
+            return Ok(token_refused(state, &raw, source, TokenProblem::Check(why)));
+        }
     };
     let redacted = valid.email.redacted();
     if abuse::blocked(&valid.email, &state.settings) {
@@ -224,9 +277,13 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
             evidence: evidence(req, state, source.as_str()),
             token_ttl: state.settings.confirm_token_ttl(),
             confirmations_per_day: state.settings.confirmations_per_day,
+            form_nonce,
         })
         .await?;
     tracing::info!(email = %redacted, ?outcome, "signup");
+    if outcome == SignupOutcome::FormTokenUsed {
+        return Ok(token_refused(state, &raw, source, TokenProblem::Used));
+    }
     state.outbox_wake.notify_one();
     Ok(accepted())
 }
@@ -261,7 +318,7 @@ async fn confirm(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body::read(payload).await?;
+    let body = body::read(payload, state.settings.body_timeout()).await?;
     let token = body::form_pairs(&body).into_iter().find(|(k, _)| k == "token").map(|(_, v)| v).unwrap_or_default();
     let id = match state.signer.verify(TokenKind::Confirm, &token) {
         Ok(id) => id,
@@ -277,7 +334,17 @@ async fn confirm(
     let outcome = state.store.confirm(id, evidence(&req, &state, "link")).await?;
     tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
     Ok(match outcome {
-        ConfirmOutcome::Confirmed { lists } | ConfirmOutcome::AlreadyConfirmed { lists } => {
+        ConfirmOutcome::AlreadyConfirmed { lists, left } if !left.is_empty() => {
+            let left = format!("This link was used before, and you have since left {}.", left.join(" and "));
+            let still = format!("You still receive {}.", lists.join(" and "));
+            let mut lines = vec![left.as_str()];
+            if !lists.is_empty() {
+                lines.push(&still);
+            }
+            lines.push("To get them again, sign up again.");
+            state.pages.message(StatusCode::OK, "This link was used before", &lines, Some(("/", "Sign up again")))
+        }
+        ConfirmOutcome::Confirmed { lists } | ConfirmOutcome::AlreadyConfirmed { lists, .. } => {
             let joined = lists.join(" and ");
             state.pages.message(
                 StatusCode::OK,

@@ -47,10 +47,11 @@ async fn unsubscribe(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body::read(payload).await?;
+    // The token is checked first: a forged link costs no body read.
     let Ok(id) = state.signer.verify(TokenKind::Unsubscribe, &token) else {
         return Ok(unknown_link(&state));
     };
+    let body = body::read(payload, state.settings.body_timeout()).await?;
     let pairs = if body::kind(&req) == Kind::Form { body::form_pairs(&body) } else { Vec::new() };
     let all = pairs.iter().any(|(k, v)| k == "all" && matches!(v.as_str(), "yes" | "on" | "true"));
     let one_click = body.windows(26).any(|w| w == b"List-Unsubscribe=One-Click");

@@ -86,13 +86,6 @@ impl Messages {
     }
 }
 
-/// Stand-ins for the per-reader values, rendered once per digest and replaced
-/// per reader: rendering a 5 KB template for every recipient would cost more
-/// than sending the message. Private-use characters pass through both
-/// registries untouched and never occur in real values.
-const NAME_SLOT: &str = "\u{E000}name\u{E000}";
-const UNSUBSCRIBE_SLOT: &str = "\u{E000}unsubscribe\u{E000}";
-
 /// A digest rendered once, personalised per reader by `Messages::digest_for`.
 #[derive(Debug, Clone)]
 pub struct PreparedDigest {
@@ -132,10 +125,16 @@ fn fill(pieces: &Pieces<BodySlot>, name: &str, unsubscribe_url: &str) -> String 
 
 impl Messages {
     pub fn prepare_digest(&self, content: &DigestContent) -> Result<PreparedDigest, MessageError> {
-        let slots = [(NAME_SLOT, BodySlot::Name), (UNSUBSCRIBE_SLOT, BodySlot::Unsubscribe)];
+        // Stand-ins for the per-reader values, rendered once per digest and
+        // replaced per reader: rendering a 5 KB template for every recipient
+        // would cost more than sending the message. They are random per
+        // digest (ASCII letters and digits, which escaping leaves alone), so
+        // no post, feed or name can hold one.
+        let stand_in = Markers::random();
+        let slots = [(stand_in.name.as_str(), BodySlot::Name), (stand_in.unsubscribe.as_str(), BodySlot::Unsubscribe)];
         let (list_name, list_slug) = (content.list.name.clone(), content.list.slug.clone());
         let variant = |name: Option<&str>| -> Result<(Variant, String), MessageError> {
-            let rendered = self.renderer.render("digest", &self.digest_data(content, name, UNSUBSCRIBE_SLOT))?;
+            let rendered = self.renderer.render("digest", &self.digest_data(content, name, &stand_in.unsubscribe))?;
             let (html, text) = (Pieces::cut(&rendered.html, &slots), Pieces::cut(&rendered.text, &slots));
             let markers = Markers::random();
             let marked = Rendered {
@@ -147,7 +146,7 @@ impl Messages {
             let stencil = self.composer.stencil(&marked, headers, &markers)?;
             Ok((Variant { html, text, stencil }, rendered.subject))
         };
-        let (named, subject) = variant(Some(NAME_SLOT))?;
+        let (named, subject) = variant(Some(&stand_in.name))?;
         let (anonymous, _) = variant(None)?;
         Ok(PreparedDigest { list_name, list_slug, subject, named, anonymous })
     }

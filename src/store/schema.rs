@@ -162,6 +162,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    form_token_uses (nonce) {
+        nonce -> Text,
+        used_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
 diesel::joinable!(digests -> lists (list_id));
@@ -184,4 +191,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     digests,
     digest_posts,
     deliveries,
+    form_token_uses,
 );

@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::schema::{confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions};
+use super::schema::{
+    confirmation_token_lists, confirmation_tokens, form_token_uses, lists, outbox, subscribers, subscriptions,
+};
 use super::subscriptions::Evidence;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{EmailAddress, ListSlug, Signer, SubscriberName, SubscriptionStatus};
@@ -22,7 +24,18 @@ pub struct SignupRequest {
     pub evidence: Evidence,
     pub token_ttl: chrono::Duration,
     pub confirmations_per_day: u32,
+    /// The nonce of the form token the signup came with: a token serves one
+    /// signup. `None` when the fill-time check is off.
+    pub form_nonce: Option<String>,
 }
+
+/// How long a used form token's nonce is kept: as long as the token could
+/// be valid (`http::abuse::FORM_TOKEN_LIFETIME_MS`), and a little more.
+const FORM_NONCE_KEPT: chrono::Duration = chrono::Duration::hours(3);
+
+/// When this process last deleted nonces older than `FORM_NONCE_KEPT`
+/// (Unix seconds): once a minute is plenty.
+static NONCES_PURGED_AT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// What a signup did. The HTTP answer is the same for all of them, so that
 /// nobody can learn who subscribes; the difference is for logs and tests.
@@ -31,6 +44,8 @@ pub enum SignupOutcome {
     ConfirmationQueued,
     AlreadyConfirmed,
     ConfirmationCapReached,
+    /// The form token was used by another signup: nothing was done.
+    FormTokenUsed,
 }
 
 /// A signup's reader: created by it, or there before.
@@ -80,7 +95,7 @@ per_backend! {
     ) -> QueryResult<Vec<QueryResult<SignupOutcome>>> {
         let together = write_tx(c, |c| {
             let lists = list_ids(c)?;
-            signups(c, &lists, group)
+            with_fresh_tokens(c, &lists, group)
         });
         match together {
             Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
@@ -90,12 +105,67 @@ per_backend! {
                     let lists = list_ids(c)?;
                     Ok(group
                         .iter()
-                        .map(|req| c.transaction(|c| signups(c, &lists, std::slice::from_ref(req))))
+                        .map(|req| c.transaction(|c| with_fresh_tokens(c, &lists, std::slice::from_ref(req))))
                         .map(|outcomes| outcomes.map(|o| o.into_iter().next().unwrap_or(SignupOutcome::AlreadyConfirmed)))
                         .collect())
                 })
             }
         }
+    }
+
+    /// The signups of a group whose form tokens are unused; the others
+    /// answer `FormTokenUsed` and do nothing.
+    fn with_fresh_tokens(
+        c: &mut Conn,
+        all_lists: &[(String, i64)],
+        group: &[SignupRequest],
+    ) -> QueryResult<Vec<SignupOutcome>> {
+        let fresh = claim_form_tokens(c, group)?;
+        if fresh.iter().all(|&f| f) {
+            return signups(c, all_lists, group);
+        }
+        let admitted: Vec<SignupRequest> =
+            group.iter().zip(&fresh).filter(|&(_, &f)| f).map(|(req, _)| req.clone()).collect();
+        let mut done = signups(c, all_lists, &admitted)?.into_iter();
+        Ok(fresh
+            .iter()
+            .map(|&f| if f { done.next().unwrap_or(SignupOutcome::AlreadyConfirmed) } else { SignupOutcome::FormTokenUsed })
+            .collect())
+    }
+
+    /// Records the group's form-token nonces in one statement; whether each
+    /// signup's token was unused (the first of a group to use one wins).
+    fn claim_form_tokens(c: &mut Conn, group: &[SignupRequest]) -> QueryResult<Vec<bool>> {
+        let now = Utc::now().naive_utc();
+        let purged = NONCES_PURGED_AT.load(std::sync::atomic::Ordering::Relaxed);
+        if now.and_utc().timestamp() - purged >= 60 {
+            NONCES_PURGED_AT.store(now.and_utc().timestamp(), std::sync::atomic::Ordering::Relaxed);
+            diesel::delete(form_token_uses::table.filter(form_token_uses::used_at.lt(now - FORM_NONCE_KEPT)))
+                .execute(c)?;
+        }
+        let mut offered: Vec<&str> = group.iter().filter_map(|r| r.form_nonce.as_deref()).collect();
+        if offered.is_empty() {
+            return Ok(vec![true; group.len()]);
+        }
+        offered.sort_unstable();
+        offered.dedup();
+        let rows: Vec<_> =
+            offered.iter().map(|n| (form_token_uses::nonce.eq(*n), form_token_uses::used_at.eq(now))).collect();
+        let claimed: HashSet<String> = diesel::insert_into(form_token_uses::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(form_token_uses::nonce)
+            .get_results::<String>(c)?
+            .into_iter()
+            .collect();
+        let mut taken = HashSet::new();
+        Ok(group
+            .iter()
+            .map(|r| match r.form_nonce.as_deref() {
+                None => true,
+                Some(n) => claimed.contains(n) && taken.insert(n),
+            })
+            .collect())
     }
 
     fn list_ids(c: &mut Conn) -> QueryResult<Vec<(String, i64)>> {

@@ -21,8 +21,15 @@ pub struct Evidence {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    Confirmed { lists: Vec<String> },
-    AlreadyConfirmed { lists: Vec<String> },
+    Confirmed {
+        lists: Vec<String>,
+    },
+    /// The link was used before: `lists` are still confirmed, the reader
+    /// has left (or is confirming again) the lists in `left`.
+    AlreadyConfirmed {
+        lists: Vec<String>,
+        left: Vec<String>,
+    },
     Expired,
     Unknown,
 }
@@ -100,7 +107,20 @@ per_backend! {
                 .into_iter()
                 .unzip();
             if used_at.is_some() {
-                return Ok(ConfirmOutcome::AlreadyConfirmed { lists: list_names });
+                // A used link says what is true now: the reader may have
+                // left some of its lists since.
+                let confirmed: Vec<i64> = subscriptions::table
+                    .filter(subscriptions::subscriber_id.eq(subscriber_id))
+                    .filter(subscriptions::list_id.eq_any(&list_ids))
+                    .filter(subscriptions::status.eq(SubscriptionStatus::Confirmed.as_str()))
+                    .select(subscriptions::list_id)
+                    .load(c)?;
+                let (lists, left) = list_ids
+                    .iter()
+                    .zip(list_names)
+                    .partition::<Vec<_>, _>(|(id, _)| confirmed.contains(id));
+                let names = |pairs: Vec<(&i64, String)>| pairs.into_iter().map(|(_, name)| name).collect();
+                return Ok(ConfirmOutcome::AlreadyConfirmed { lists: names(lists), left: names(left) });
             }
             if expires_at < now {
                 return Ok(ConfirmOutcome::Expired);

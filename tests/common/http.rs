@@ -17,10 +17,13 @@ pub enum Serve {
     Unsized,
     /// Reads the request and never answers.
     Stall,
+    /// A redirect to this address, with the body as the redirect's page.
+    Redirect(&'static str),
 }
 
 pub struct FileServer {
     pub port: u16,
+    ipv6: bool,
     task: JoinHandle<()>,
 }
 
@@ -37,7 +40,12 @@ impl FileServer {
     }
 
     pub async fn start_with(body: Arc<[u8]>, content_type: &'static str, serve: Serve) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0", body, content_type, serve).await
+    }
+
+    /// As `start_with`, listening on `bind` (`[::1]:0` for IPv6).
+    pub async fn start_at(bind: &str, body: Arc<[u8]>, content_type: &'static str, serve: Serve) -> Self {
+        let listener = TcpListener::bind(bind).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
             loop {
@@ -55,16 +63,20 @@ impl FileServer {
                             return;
                         }
                     }
-                    let length = match serve {
+                    let (status, extra) = match serve {
                         Serve::Stall => {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
                             return;
                         }
-                        Serve::Whole => format!("Content-Length: {}\r\n", body.len()),
-                        Serve::Unsized => String::new(),
+                        Serve::Whole => ("200 OK", format!("Content-Length: {}\r\n", body.len())),
+                        Serve::Unsized => ("200 OK", String::new()),
+                        Serve::Redirect(to) => {
+                            ("301 Moved Permanently", format!("Location: {to}\r\nContent-Length: {}\r\n", body.len()))
+                        }
                     };
-                    let head =
-                        format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n");
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{extra}Connection: close\r\n\r\n"
+                    );
                     let _ = stream.write_all(head.as_bytes()).await;
                     for chunk in body.chunks(16 * 1024) {
                         if stream.write_all(chunk).await.is_err() {
@@ -74,10 +86,13 @@ impl FileServer {
                 });
             }
         });
-        Self { port, task }
+        Self { port, ipv6: bind.starts_with('['), task }
     }
 
     pub fn url(&self, path: &str) -> String {
+        if self.ipv6 {
+            return format!("http://[::1]:{}{path}", self.port);
+        }
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }

@@ -165,6 +165,7 @@ pub fn test_settings(db: &TestDb, smtp_port: u16) -> Settings {
     // from 127.0.0.1 in a hurry.
     s.signup_rate_per_minute = 0;
     s.confirm_rate_per_minute = 0;
+    s.max_connections_per_ip = 0;
     s.form_min_fill_ms = 0;
     s
 }
