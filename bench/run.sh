@@ -22,6 +22,8 @@ else
   N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5; TIMING_ROUNDS=200
 fi
 TIMING_ROUNDS=${BENCH_TIMING_ROUNDS:-$TIMING_ROUNDS}
+# Signed dispatch runs are fewer recipients: RSA signing is slow by design.
+N_DKIM=${BENCH_N_DKIM:-$(( N < 20000 ? N : 20000 ))}
 N=${BENCH_N:-$N}; N_BIG=${BENCH_N_BIG:-$N_BIG}; RUNS=${BENCH_RUNS:-$RUNS}; WRK_SECS=${BENCH_WRK_SECS:-$WRK_SECS}
 backends=${BENCH_BACKENDS:-"sqlite postgres"}
 concurrency=${BENCH_CONCURRENCY:-128}
@@ -50,19 +52,12 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 
-now_ns() { date +%s%N; }
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 admin="bench-admin-token-0123456789"
 # Known to the benchmark so it can sign form tokens as a client would get them.
 secret="bench-secret-key-0123456789abcdef0123456789"
 
-sink_port=$(free_port)
-smtp-sink -u "$(id -un)" "127.0.0.1:$sink_port" 2048 &
-pids+=($!)
-sleep 0.3
+source "$root/bench/lib.sh"
+start_sink
 
 echo "reference: smtp-source -d -s 16 -m $REF_MSGS -l 5000 into smtp-sink"
 ref_rates=()
@@ -74,61 +69,6 @@ for _ in $(seq 1 "$RUNS"); do
 done
 ref=$(printf '%s\n' "${ref_rates[@]}" | median)
 echo "  smtp-source: ${ref_rates[*]} msg/s (median $ref)"
-
-db_url() { # backend name -> fresh database URL
-  case "$1" in
-    sqlite) echo "sqlite://$work/$2.db" ;;
-    postgres)
-      psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2" >/dev/null
-      echo "${pg_admin%/*}/$2?sslmode=disable" ;;
-  esac
-}
-drop_db() { [ "$1" = postgres ] && psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null || true; }
-
-serve() { # url port extra-env... ; prints pid
-  local url="$1" port="$2"; shift 2
-  env TIDINGS_DATABASE_URL="$url" TIDINGS_LISTEN="127.0.0.1:$port" TIDINGS_BASE_URL="https://news.example.org" \
-    TIDINGS_MAIL_TRANSPORT=smtp TIDINGS_SMTP_URL="smtp://127.0.0.1:$sink_port" TIDINGS_ADMIN_TOKEN="$admin" \
-    TIDINGS_SMTP_CONCURRENCY="$concurrency" TIDINGS_DATABASE_POOL_SIZE=16 "$@" \
-    "$bin" serve >>"$work/serve.log" 2>&1 &
-  echo $!
-}
-wait_healthy() { for _ in $(seq 1 2000); do curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.005; done; return 1; }
-
-add_posts() { # port run
-  local summary
-  summary=$(printf 'Orthopedic advice for everyday life: what the evidence says about rest, movement, load and recovery, explained for patients. %.0s' 1 2 3 4 5)
-  for i in 1 2 3 4 5; do
-    curl -fs -o /dev/null -H "Authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$1/admin/posts" \
-      -d "{\"title\":\"Run $2, post $i: knees, hips and the evidence\",\"url\":\"https://blog.example.org/$2/$i\",\"summary\":\"$summary\",\"published_at\":\"2026-11-2${i}T10:00:00Z\",\"lists\":[\"orthopedic\"]}"
-  done
-}
-
-digest_run() { # port -> "trigger_ms rate"
-  local port=$1 t0 t1 id status
-  t0=$(now_ns)
-  id=$(curl -fs -H "Authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port/admin/digests" \
-    -d '{"list":"orthopedic"}' | sed 's/.*"id":\([0-9]*\).*/\1/')
-  t1=$(now_ns)
-  # Poll as `tidings digest send` does (every 250 ms): each poll counts the
-  # digest's deliveries, which would load the sender if done more often.
-  # The rate comes from the digest's own timestamps, so the polling interval
-  # does not blur it.
-  while :; do
-    status=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$port/admin/digests/$id")
-    case "$status" in *'"status":"sent"'*|*'"status":"failed"'*) break ;; esac
-    sleep 0.25
-  done
-  local rate
-  rate=$(/usr/bin/python3 -c '
-import json, re, sys
-from datetime import datetime
-s = json.loads(sys.argv[1])
-micros = lambda v: re.sub(r"(\.\d{1,6})\d*", r"\1", v.replace("Z", "+00:00"))
-t = lambda k: datetime.fromisoformat(micros(s[k])).timestamp()
-print(round(s["sent"] / max(t("finished_at") - t("created_at"), 0.001)))' "$status")
-  awk -v a=$((t1 - t0)) -v r="$rate" 'BEGIN {printf "%.0f %s\n", a / 1e6, r}'
-}
 
 declare -A result
 for backend in $backends; do
@@ -153,6 +93,24 @@ for backend in $backends; do
   result[$backend,hwm]=$(( $(hwm_kb "$pid") / 1024 ))
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   drop_db "$backend" "$name"
+
+  # DKIM: the same dispatch with every copy signed (RSA 2048, then Ed25519).
+  for algorithm in rsa ed25519; do
+    key="$work/dkim-$algorithm.pem"
+    [ -f "$key" ] || TIDINGS_LOG=error "$bin" dkim keygen --selector "bench-$algorithm" --algorithm "$algorithm" --out "$key" >/dev/null
+    name="tidings_bench_dkim_$$_${backend}_$algorithm"
+    url=$(db_url "$backend" "$name")
+    env TIDINGS_DATABASE_URL="$url" TIDINGS_LOG=warn "$bin" migrate
+    "$root/bench/seed.sh" "$url" orthopedic "$N_DKIM"
+    port=$(free_port); pid=$(serve "$url" "$port" TIDINGS_DKIM_SELECTOR="bench-$algorithm" TIDINGS_DKIM_KEY_FILE="$key"); pids+=("$pid")
+    wait_healthy "$port"
+    add_posts "$port" "dkim-$algorithm"
+    read -r trig rate < <(digest_run "$port")
+    echo "  DKIM $algorithm, $N_DKIM: dispatch ${rate} msg/s"
+    result[$backend,dkim_$algorithm]=$rate
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    drop_db "$backend" "$name"
+  done
 
   if ((N_BIG)); then
     name="tidings_bench_big_$$_$backend"
@@ -231,6 +189,8 @@ table=$(
   row "dispatch, $N recipients, median of $RUNS (msg/s)" rate ""
   row "dispatch runs (msg/s)" rates ""
   printf '| ratio to smtp-source (%s msg/s) | ' "$ref"; for b in $backends; do awk -v a="${result[$b,rate]}" -v r="$ref" 'BEGIN {printf "%.2f | ", a / r}'; done; echo
+  row "dispatch with DKIM rsa-sha256 (2048 bits), $N_DKIM recipients (msg/s)" dkim_rsa ""
+  row "dispatch with DKIM ed25519-sha256, $N_DKIM recipients (msg/s)" dkim_ed25519 ""
   row "trigger, $N recipients (ms)" trigger ""
   row "peak RSS, $N recipients (MB)" hwm ""
   if ((N_BIG)); then
@@ -255,7 +215,7 @@ echo "$table"
   echo
   echo "## $(date -u +%Y-%m-%d) — $mode run, commit $commit"
   echo
-  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with its own valid fill-time token from \`bench/form_tokens.py\`), signup rate limit off, confirmations draining to the sink. Tidings runs at its default log level (\`info\`: a line per signup), its log going to a file. Signup timing: \`bench/signup_timing.py\`, $TIMING_ROUNDS rounds over one keep-alive connection, each round one signup of a new, a pending, a confirmed and a blocked-domain address in random order; medians per state, spread = slowest median / fastest − 1."
+  echo "Machine: $machine. Method: \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\`; digest of 5 posts (~5 KB text + HTML, personalised unsubscribe link) to confirmed readers seeded straight into the database, sent to postfix's \`smtp-sink\` on loopback at concurrency $concurrency; PostgreSQL over loopback without TLS (\`sslmode=disable\`, as for a database on the same host); rate = messages sent / (the digest's \`finished_at\` − \`created_at\`, i.e. from the trigger's start to the last result recorded; status polled every 250 ms as the CLI does); reference = \`smtp-source -d -s 16 -m $REF_MSGS -l 5000\` into the same sink, same run (runs: ${ref_rates[*]} msg/s). Peak RSS is the serving process's VmHWM. Signups: \`wrk -t2 -c64 -d${WRK_SECS}s\` with \`bench/signup.lua\` (distinct JSON signups, each with its own valid fill-time token from \`bench/form_tokens.py\`), signup rate limit off, confirmations draining to the sink. Tidings runs at its default log level (\`info\`: a line per signup), its log going to a file. DKIM rows: the same digest to $N_DKIM readers with every copy signed by a key from \`tidings dkim keygen\` (one run each). Signup timing: \`bench/signup_timing.py\`, $TIMING_ROUNDS rounds over one keep-alive connection, each round one signup of a new, a pending, a confirmed and a blocked-domain address in random order; medians per state, spread = slowest median / fastest − 1."
   echo
   echo "$table"
 } >> "$root/BENCHMARKS.md"

@@ -14,6 +14,7 @@ use crate::author::{self, PostInput, Preview};
 use crate::config::Settings;
 use crate::domain::DigestState;
 use crate::feed;
+use crate::mail::{Dkim, dkim};
 use crate::store::digests::{ControlOutcome, DigestStatus, TriggerOutcome};
 use crate::store::posts::{ListsMode, Upsert};
 
@@ -39,6 +40,30 @@ pub enum Command {
     /// Preview, send and follow digests.
     #[command(subcommand)]
     Digest(DigestCommand),
+    /// Make DKIM keys and show the DNS records to publish.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new key file (never over an existing one) and print the DNS
+    /// record to publish and the settings that use it.
+    Keygen {
+        /// The selector: the key is published at SELECTOR._domainkey.DOMAIN.
+        #[arg(long)]
+        selector: String,
+        #[arg(long, default_value = "rsa", value_parser = ["rsa", "ed25519"])]
+        algorithm: String,
+        /// Where to write the key; default `dkim-SELECTOR.pem`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The signing domain; default the domain of TIDINGS_MAIL_FROM.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Print the DNS record of every configured key (checks that each loads).
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +146,33 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Posts(command) => posts(Core::open(settings).await?, command).await,
         Command::Digest(command) => digest(Core::open(settings).await?, command).await,
+        Command::Dkim(command) => dkim(&settings, command),
+    }
+}
+
+fn dkim(settings: &Settings, command: DkimCommand) -> anyhow::Result<()> {
+    match command {
+        DkimCommand::Keygen { selector, algorithm, out, domain } => {
+            let algorithm = dkim::Algorithm::parse(&algorithm).map_err(anyhow::Error::msg)?;
+            let domain = domain.unwrap_or_else(|| settings.mail_from.email.domain().to_owned());
+            let path = out.unwrap_or_else(|| PathBuf::from(format!("dkim-{selector}.pem")));
+            let (pem, public) = dkim::generate(algorithm).map_err(anyhow::Error::msg)?;
+            dkim::write_new_key(&path, &pem).map_err(anyhow::Error::msg)?;
+            println!("wrote {}", path.display());
+            println!("publish this DNS record:");
+            println!("{}", dkim::dns_record(&selector, &domain, algorithm, &public));
+            println!("then set TIDINGS_DKIM_SELECTOR={selector} TIDINGS_DKIM_KEY_FILE={}", path.display());
+            Ok(())
+        }
+        DkimCommand::Show => {
+            let Some(keys) = Dkim::from_settings(settings).map_err(anyhow::Error::msg)? else {
+                bail!("no DKIM key is configured: set TIDINGS_DKIM_SELECTOR and TIDINGS_DKIM_KEY_FILE");
+            };
+            for key in keys.keys() {
+                println!("{}", key.dns_record());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -95,6 +95,25 @@ pub struct Settings {
     pub feed_allow_private_hosts: bool,
     pub log: String,
     pub lists: Vec<ListSettings>,
+    /// One DKIM key from the environment (`TIDINGS_DKIM_SELECTOR`,
+    /// `TIDINGS_DKIM_KEY_FILE`, `TIDINGS_DKIM_DOMAIN`), signing beside any
+    /// `[[dkim]]` tables of the file.
+    pub dkim_selector: Option<String>,
+    pub dkim_key_file: Option<PathBuf>,
+    pub dkim_domain: Option<String>,
+    /// DKIM keys from the file: several sign together (RSA and Ed25519).
+    pub dkim: Vec<DkimSettings>,
+}
+
+/// One DKIM key: where it is published (`selector._domainkey.domain`) and
+/// the PEM file holding it. `domain` defaults to the From address's.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +264,10 @@ impl Default for Settings {
             feed_max_bytes: 5 * 1024 * 1024,
             feed_allow_private_hosts: false,
             log: "info".into(),
+            dkim_selector: None,
+            dkim_key_file: None,
+            dkim_domain: None,
+            dkim: Vec::new(),
             lists: vec![
                 list(
                     "social-media",
@@ -353,6 +376,15 @@ impl Settings {
         if self.smtp_timeout_secs == 0 {
             return fail("smtp_timeout_secs (TIDINGS_SMTP_TIMEOUT_SECS)", "must be at least 1");
         }
+        if self.dkim_selector.is_some() != self.dkim_key_file.is_some() {
+            return fail(
+                "dkim_selector / dkim_key_file (TIDINGS_DKIM_SELECTOR / TIDINGS_DKIM_KEY_FILE)",
+                "set both, or neither",
+            );
+        }
+        if self.dkim_domain.is_some() && self.dkim_selector.is_none() {
+            return fail("dkim_domain (TIDINGS_DKIM_DOMAIN)", "needs TIDINGS_DKIM_SELECTOR and TIDINGS_DKIM_KEY_FILE");
+        }
         if self.body_timeout_ms < 100 {
             return fail("body_timeout_ms (TIDINGS_BODY_TIMEOUT_MS)", "must be at least 100");
         }
@@ -377,6 +409,23 @@ impl Settings {
 
     pub fn smtp_timeout(&self) -> Duration {
         Duration::from_secs(self.smtp_timeout_secs)
+    }
+
+    /// Every configured DKIM key: the `[[dkim]]` tables, then the one
+    /// from the `dkim_*` settings.
+    pub fn dkim_keys(&self) -> Vec<DkimSettings> {
+        let mut keys = self.dkim.clone();
+        if let (Some(selector), Some(key_file)) = (&self.dkim_selector, &self.dkim_key_file) {
+            let key = DkimSettings {
+                selector: selector.clone(),
+                key_file: key_file.clone(),
+                domain: self.dkim_domain.clone(),
+            };
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     pub fn body_timeout(&self) -> Duration {

@@ -10,26 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Backend, TestApp, free_port, wait_until};
+use common::{Backend, TestApp, free_port, peer_installed, wait_until};
 use serde_json::{Value, json};
 
 on_both_backends!(starttls_and_auth_against_aiosmtpd, smtp_sink_refusing_at_end_of_data_pauses_without_suppressing,);
-
-/// Whether `program args…` runs; if not, the test is skipped (or fails
-/// when peers are required).
-fn have(program: &str, args: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(std::env::var_os("TIDINGS_TEST_REQUIRE_PEERS").is_none(), "{program} is required but missing");
-        eprintln!("{program} is not installed: skipped");
-    }
-    ok
-}
 
 /// A child process killed when the test ends.
 struct Peer(Child);
@@ -135,7 +119,9 @@ fn eml_files(dir: &Path) -> Vec<String> {
 }
 
 async fn starttls_and_auth_against_aiosmtpd(backend: Backend) {
-    if !have("/usr/bin/python3", &["-c", "import aiosmtpd"]) || !have("openssl", &["version"]) {
+    if !peer_installed("aiosmtpd", Command::new("/usr/bin/python3").args(["-c", "import aiosmtpd"]))
+        || !peer_installed("openssl", Command::new("openssl").arg("version"))
+    {
         return;
     }
     let dir = TempDir::new();
@@ -222,7 +208,7 @@ async fn starttls_and_auth_against_aiosmtpd(backend: Backend) {
 }
 
 async fn smtp_sink_refusing_at_end_of_data_pauses_without_suppressing(backend: Backend) {
-    if !have_smtp_sink() {
+    if !peer_installed("smtp-sink", Command::new("sh").args(["-c", "command -v smtp-sink"])) {
         return;
     }
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
@@ -275,15 +261,4 @@ async fn smtp_sink_refusing_at_end_of_data_pauses_without_suppressing(backend: B
     })
     .await;
     assert_eq!(dumped, 30, "each reader once");
-}
-
-/// `smtp-sink` prints its usage and exits non-zero on `-h`; present if it
-/// can be found at all.
-fn have_smtp_sink() -> bool {
-    let found = Command::new("smtp-sink").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !found {
-        assert!(std::env::var_os("TIDINGS_TEST_REQUIRE_PEERS").is_none(), "smtp-sink is required but missing");
-        eprintln!("smtp-sink is not installed: skipped");
-    }
-    found
 }

@@ -2,6 +2,7 @@
 
 mod compose;
 mod corked;
+pub mod dkim;
 mod eightbit;
 mod failure;
 mod messages;
@@ -11,6 +12,7 @@ mod stencil;
 mod transport;
 
 pub use compose::{ComposeError, Composer, ListHeaders, Outgoing};
+pub use dkim::Dkim;
 pub use failure::{EnhancedCode, SendError};
 pub use messages::{Links, MessageError, Messages, PreparedDigest};
 pub use render::{RenderError, Rendered, Renderer};

@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -24,6 +25,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::Outgoing;
 use super::corked::{CorkedStream, Outbound};
+use super::dkim::Dkim;
 use super::eightbit::to_seven_bit;
 use super::failure::{SendError, from_lettre};
 use crate::config::Settings;
@@ -52,6 +54,7 @@ pub struct SmtpMailer {
     hello: ClientId,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
+    dkim: Option<Arc<Dkim>>,
 }
 
 /// Runs one step of the session under the deadline.
@@ -68,7 +71,7 @@ async fn step<T>(
 }
 
 impl SmtpMailer {
-    pub fn new(settings: &Settings) -> Result<Self, String> {
+    pub fn new(settings: &Settings, dkim: Option<Arc<Dkim>>) -> Result<Self, String> {
         let url = &settings.smtp_url;
         let host = url.host_str().ok_or("smtp_url has no host")?.to_owned();
         let implicit = url.scheme() == "smtps";
@@ -100,6 +103,7 @@ impl SmtpMailer {
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(settings.smtp_concurrency),
+            dkim,
         })
     }
 
@@ -115,7 +119,7 @@ impl SmtpMailer {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match conn.send(&message.envelope, &message.bytes, self.timeout).await {
+        match conn.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_deref()).await {
             Ok(()) => {
                 self.idle.lock().await.push(conn);
                 Ok(())
@@ -127,7 +131,7 @@ impl SmtpMailer {
             Err(e) if was_reused && e.is_stale_connection() => {
                 drop(conn);
                 let mut fresh = self.connect().await?;
-                fresh.send(&message.envelope, &message.bytes, self.timeout).await?;
+                fresh.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_deref()).await?;
                 self.idle.lock().await.push(fresh);
                 Ok(())
             }
@@ -229,7 +233,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn send(&mut self, envelope: &Envelope, body: &[u8], limit: Duration) -> Result<(), SendError> {
+    async fn send(
+        &mut self,
+        envelope: &Envelope,
+        body: &[u8],
+        limit: Duration,
+        dkim: Option<&Dkim>,
+    ) -> Result<(), SendError> {
         let info = self.smtp.server_info();
         let ascii_addresses =
             envelope.from().into_iter().chain(envelope.to()).all(|a| AsRef::<str>::as_ref(a).is_ascii());
@@ -245,6 +255,11 @@ impl Connection {
             Cow::Borrowed(body)
         } else {
             Cow::Owned(to_seven_bit(body))
+        };
+        // Signed last, over the bytes as they go out.
+        let body = match dkim {
+            Some(dkim) => Cow::Owned(dkim.sign(&body).map_err(|e| SendError::without_reply(SmtpStage::Local, e))?),
+            None => body,
         };
         let mut params = Vec::new();
         if !body.is_ascii() {

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::Outgoing;
+use super::dkim::Dkim;
 use super::failure::SendError;
 use super::smtp::SmtpMailer;
 use crate::config::{MailTransportKind, Settings};
@@ -13,10 +15,13 @@ pub enum Mailer {
 }
 
 impl Mailer {
+    /// The configured transport, with the configured DKIM keys (an error
+    /// names a key that does not load, or is not aligned with From).
     pub fn from_settings(s: &Settings) -> Result<Self, String> {
+        let dkim = Dkim::from_settings(s)?.map(Arc::new);
         Ok(match s.mail_transport {
-            MailTransportKind::File => Self::File(FileMailer { dir: s.mail_dir.clone() }),
-            MailTransportKind::Smtp => Self::Smtp(Box::new(SmtpMailer::new(s)?)),
+            MailTransportKind::File => Self::File(FileMailer { dir: s.mail_dir.clone(), dkim }),
+            MailTransportKind::Smtp => Self::Smtp(Box::new(SmtpMailer::new(s, dkim)?)),
         })
     }
 
@@ -42,6 +47,7 @@ impl Mailer {
 /// Writes each message as `<dir>/<message-id>.eml`.
 pub struct FileMailer {
     dir: PathBuf,
+    dkim: Option<Arc<Dkim>>,
 }
 
 impl FileMailer {
@@ -52,7 +58,11 @@ impl FileMailer {
         let path = self.dir.join(format!("{stem}.eml"));
         let partial = self.dir.join(format!(".{stem}.eml.partial"));
         // Write then rename, so a reader of the directory never sees half a file.
-        tokio::fs::write(&partial, &message.bytes).await.map_err(io)?;
+        let signed = match &self.dkim {
+            Some(dkim) => Some(dkim.sign(&message.bytes).map_err(|e| SendError::without_reply(SmtpStage::Local, e))?),
+            None => None,
+        };
+        tokio::fs::write(&partial, signed.as_deref().unwrap_or(&message.bytes)).await.map_err(io)?;
         tokio::fs::rename(&partial, &path).await.map_err(io)?;
         tracing::info!(file = %path.display(), "mail written to file");
         Ok(())

@@ -386,3 +386,16 @@ pub async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Whether a peer program the test needs is installed, found by running
+/// `check`; if not, the test should skip, unless `TIDINGS_TEST_REQUIRE_PEERS`
+/// is set (CI), where that fails it.
+pub fn peer_installed(what: &str, check: &mut std::process::Command) -> bool {
+    use std::process::Stdio;
+    let ok = check.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        assert!(std::env::var_os("TIDINGS_TEST_REQUIRE_PEERS").is_none(), "{what} is required but missing");
+        eprintln!("{what} is not installed: skipped");
+    }
+    ok
+}
