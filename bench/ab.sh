@@ -8,7 +8,8 @@
 #
 # Environment: BENCH_BACKENDS ("sqlite postgres"), BENCH_N (100000),
 # BENCH_ROUNDS (3 turns each), BENCH_CONCURRENCY (128), TIDINGS_BENCH_PG_URL,
-# BENCH_ENV_B (extra VAR=value settings for B only, e.g. DKIM keys).
+# BENCH_ENV (extra VAR=value settings for both, e.g. DKIM keys), BENCH_ENV_B
+# (for B only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,6 +20,7 @@ backends=${BENCH_BACKENDS:-"sqlite postgres"}
 concurrency=${BENCH_CONCURRENCY:-128}
 pg_admin=${TIDINGS_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export PGOPTIONS="--client-min-messages=warning"
+read -r -a env_both <<< "${BENCH_ENV:-}"
 read -r -a env_b <<< "${BENCH_ENV_B:-}"
 
 work=$(mktemp -d)
@@ -39,8 +41,8 @@ for backend in $backends; do
     env TIDINGS_DATABASE_URL="$url" TIDINGS_LOG=warn "$bin" migrate
     "$root/bench/seed.sh" "$url" orthopedic "$N"
     port[$side]=$(free_port)
-    extra=()
-    [ "$side" = b ] && extra=("${env_b[@]}")
+    extra=("${env_both[@]}")
+    [ "$side" = b ] && extra+=("${env_b[@]}")
     pids+=("$(serve "$url" "${port[$side]}" "${extra[@]}")")
     wait_healthy "${port[$side]}"
   done

@@ -20,6 +20,7 @@ SELECT s.id, l.id, 'confirmed', substr(lower(hex(randomblob(11))), 1, 22),
 FROM subscribers s, lists l
 WHERE l.slug = '$list' AND s.email LIKE '%@bench.example';
 COMMIT;
+ANALYZE;
 SQL
     ;;
   postgres://*|postgresql://*)

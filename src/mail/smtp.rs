@@ -119,7 +119,7 @@ impl SmtpMailer {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        match conn.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_deref()).await {
+        match conn.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_ref()).await {
             Ok(()) => {
                 self.idle.lock().await.push(conn);
                 Ok(())
@@ -131,7 +131,7 @@ impl SmtpMailer {
             Err(e) if was_reused && e.is_stale_connection() => {
                 drop(conn);
                 let mut fresh = self.connect().await?;
-                fresh.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_deref()).await?;
+                fresh.send(&message.envelope, &message.bytes, self.timeout, self.dkim.as_ref()).await?;
                 self.idle.lock().await.push(fresh);
                 Ok(())
             }
@@ -232,13 +232,24 @@ struct Connection {
     pipeline: Option<Outbound>,
 }
 
+/// Signs on the blocking pool: an RSA signature takes about a millisecond
+/// of CPU, which on the senders' runtime (one thread by default) would hold
+/// up every other send and the database work between them.
+async fn sign_off_the_runtime(dkim: &Arc<Dkim>, body: &[u8]) -> Result<Vec<u8>, SendError> {
+    let (dkim, body) = (Arc::clone(dkim), body.to_vec());
+    tokio::task::spawn_blocking(move || dkim.sign(&body))
+        .await
+        .map_err(|e| SendError::without_reply(SmtpStage::Local, format!("DKIM signing stopped: {e}")))?
+        .map_err(|e| SendError::without_reply(SmtpStage::Local, e))
+}
+
 impl Connection {
     async fn send(
         &mut self,
         envelope: &Envelope,
         body: &[u8],
         limit: Duration,
-        dkim: Option<&Dkim>,
+        dkim: Option<&Arc<Dkim>>,
     ) -> Result<(), SendError> {
         let info = self.smtp.server_info();
         let ascii_addresses =
@@ -258,7 +269,7 @@ impl Connection {
         };
         // Signed last, over the bytes as they go out.
         let body = match dkim {
-            Some(dkim) => Cow::Owned(dkim.sign(&body).map_err(|e| SendError::without_reply(SmtpStage::Local, e))?),
+            Some(dkim) => Cow::Owned(sign_off_the_runtime(dkim, &body).await?),
             None => body,
         };
         let mut params = Vec::new();
