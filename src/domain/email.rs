@@ -71,15 +71,17 @@ impl EmailAddress {
 /// punycoding), at most 63 characters each, the last one not all digits.
 fn is_host_name(domain: &str) -> bool {
     let labels: Vec<&str> = domain.split('.').collect();
-    let label_ok = |l: &&str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
     labels.len() >= 2
-        && labels.iter().all(label_ok)
+        && labels.iter().all(|l| is_dns_label(l))
         && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// One DNS label: 1–63 letters, digits and inner hyphens.
+pub fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
 }
 
 impl fmt::Display for EmailAddress {

@@ -10,7 +10,7 @@ mod text;
 mod token;
 
 pub use delivery::{DeliveryStatus, DigestState, FailureClass, SmtpStage};
-pub use email::{EmailAddress, EmailError};
+pub use email::{EmailAddress, EmailError, is_dns_label};
 pub use name::{NameError, SubscriberName};
 pub use post::{
     MAX_SUMMARY, NewPost, PostError, PostTitle, PostUrl, digest_subject, parse_published_at, plain_text, truncate,

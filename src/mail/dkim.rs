@@ -6,6 +6,7 @@
 //! signed as it is sent. mail-auth does the canonicalisation and signing.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair as _;
@@ -18,7 +19,9 @@ use mail_auth::dkim::Done;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
+use super::failure::SendError;
 use crate::config::{DkimSettings, Settings};
+use crate::domain::{SmtpStage, is_dns_label};
 
 /// The headers each signature covers. RFC 8058 requires `List-Unsubscribe`
 /// and `List-Unsubscribe-Post` to be signed for one-click unsubscribe; a
@@ -136,6 +139,20 @@ impl Dkim {
     }
 }
 
+/// `message` signed by every key of `dkim` (unchanged without keys), on
+/// tokio's blocking pool: an RSA signature takes about a millisecond of CPU,
+/// which on the senders' runtime (one thread by default) would hold up every
+/// other send and the database work between them.
+pub async fn sign_for_sending(dkim: Option<&Arc<Dkim>>, message: &[u8]) -> Result<Option<Vec<u8>>, SendError> {
+    let Some(dkim) = dkim else { return Ok(None) };
+    let (dkim, message) = (Arc::clone(dkim), message.to_vec());
+    tokio::task::spawn_blocking(move || dkim.sign(&message))
+        .await
+        .map_err(|e| SendError::without_reply(SmtpStage::Local, format!("DKIM signing stopped: {e}")))?
+        .map(Some)
+        .map_err(|e| SendError::without_reply(SmtpStage::Local, e))
+}
+
 fn load(settings: &DkimSettings, from_domain: &str) -> Result<DkimKey, String> {
     let path = &settings.key_file;
     let fail = |why: String| format!("DKIM key {} (selector {}): {why}", path.display(), settings.selector);
@@ -190,13 +207,6 @@ fn rsa(
 
 fn ready<K: mail_auth::common::crypto::SigningKey>(key: K, domain: &str, selector: &str) -> DkimSigner<K, Done> {
     DkimSigner::from_key(key).domain(domain).selector(selector).headers(SIGNED_HEADERS)
-}
-
-fn is_dns_label(label: &str) -> bool {
-    (1..=63).contains(&label.len())
-        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
 }
 
 /// A new key as a PKCS#8 PEM file's text, with its record's `p=` bytes.

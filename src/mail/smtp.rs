@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::Outgoing;
 use super::corked::{CorkedStream, Outbound};
-use super::dkim::Dkim;
+use super::dkim::{Dkim, sign_for_sending};
 use super::eightbit::to_seven_bit;
 use super::failure::{SendError, from_lettre};
 use crate::config::Settings;
@@ -232,17 +232,6 @@ struct Connection {
     pipeline: Option<Outbound>,
 }
 
-/// Signs on the blocking pool: an RSA signature takes about a millisecond
-/// of CPU, which on the senders' runtime (one thread by default) would hold
-/// up every other send and the database work between them.
-async fn sign_off_the_runtime(dkim: &Arc<Dkim>, body: &[u8]) -> Result<Vec<u8>, SendError> {
-    let (dkim, body) = (Arc::clone(dkim), body.to_vec());
-    tokio::task::spawn_blocking(move || dkim.sign(&body))
-        .await
-        .map_err(|e| SendError::without_reply(SmtpStage::Local, format!("DKIM signing stopped: {e}")))?
-        .map_err(|e| SendError::without_reply(SmtpStage::Local, e))
-}
-
 impl Connection {
     async fn send(
         &mut self,
@@ -268,8 +257,8 @@ impl Connection {
             Cow::Owned(to_seven_bit(body))
         };
         // Signed last, over the bytes as they go out.
-        let body = match dkim {
-            Some(dkim) => Cow::Owned(sign_off_the_runtime(dkim, &body).await?),
+        let body = match sign_for_sending(dkim, &body).await? {
+            Some(signed) => Cow::Owned(signed),
             None => body,
         };
         let mut params = Vec::new();

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::Outgoing;
-use super::dkim::Dkim;
+use super::dkim::{Dkim, sign_for_sending};
 use super::failure::SendError;
 use super::smtp::SmtpMailer;
 use crate::config::{MailTransportKind, Settings};
@@ -58,10 +58,7 @@ impl FileMailer {
         let path = self.dir.join(format!("{stem}.eml"));
         let partial = self.dir.join(format!(".{stem}.eml.partial"));
         // Write then rename, so a reader of the directory never sees half a file.
-        let signed = match &self.dkim {
-            Some(dkim) => Some(dkim.sign(&message.bytes).map_err(|e| SendError::without_reply(SmtpStage::Local, e))?),
-            None => None,
-        };
+        let signed = sign_for_sending(self.dkim.as_ref(), &message.bytes).await?;
         tokio::fs::write(&partial, signed.as_deref().unwrap_or(&message.bytes)).await.map_err(io)?;
         tokio::fs::rename(&partial, &path).await.map_err(io)?;
         tracing::info!(file = %path.display(), "mail written to file");
