@@ -10,6 +10,8 @@ use anyhow::Context;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::bounce::imap::MailboxPoller;
+use crate::bounce::{Bounces, Tagger};
 use crate::config::Settings;
 use crate::dispatch::{DigestSender, OutboxSender, RateLimiter, SendContext};
 use crate::domain::Signer;
@@ -27,6 +29,10 @@ pub struct Core {
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,
     pub digest_wake: Arc<Notify>,
+    pub tagger: Arc<Tagger>,
+    pub bounces: Bounces,
+    /// Reads the bounce mailbox, when one is configured.
+    pub mailbox: Option<MailboxPoller>,
 }
 
 impl Core {
@@ -50,6 +56,10 @@ impl Core {
             confirm_ttl_hours: settings.confirm_token_ttl_hours,
         });
         let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
+        let tagger = Tagger::new(signer.clone(), settings.bounce_address.clone());
+        let bounces = Bounces::new(store.clone(), tagger.clone(), &settings);
+        let mailbox = MailboxPoller::from_settings(&settings, bounces.clone()).map_err(anyhow::Error::msg)?;
+        store.backfill_suppressions().await.context("filling the suppression list")?;
         Ok(Self {
             settings: Arc::new(settings),
             store,
@@ -58,10 +68,13 @@ impl Core {
             mailer,
             outbox_wake: Arc::new(Notify::new()),
             digest_wake: Arc::new(Notify::new()),
+            tagger: Arc::new(tagger),
+            bounces,
+            mailbox,
         })
     }
 
-    /// Starts the outbox and digest senders; they stop when `stop` says so,
+    /// Starts the outbox and digest senders (and the bounce mailbox poller); they stop when `stop` says so,
     /// after finishing the sends in flight.
     pub fn start_senders(&self, stop: &watch::Sender<bool>) -> Senders {
         let ctx = SendContext {
@@ -70,13 +83,15 @@ impl Core {
             messages: Arc::clone(&self.messages),
             settings: Arc::clone(&self.settings),
             rate: Arc::new(RateLimiter::new(self.settings.send_rate_per_second)),
+            tagger: Arc::clone(&self.tagger),
         };
         let outbox = OutboxSender::new(ctx.clone(), Arc::clone(&self.outbox_wake));
         let digests = DigestSender::new(ctx, Arc::clone(&self.digest_wake));
-        Senders {
-            tasks: vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))],
-            mailer: Arc::clone(&self.mailer),
+        let mut tasks = vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))];
+        if let Some(poller) = &self.mailbox {
+            tasks.push(tokio::spawn(poller.clone().run(stop.subscribe())));
         }
+        Senders { tasks, mailer: Arc::clone(&self.mailer) }
     }
 }
 
@@ -122,6 +137,7 @@ impl Application {
             client_ip,
             outbox_wake: Arc::clone(&core.outbox_wake),
             digest_wake: Arc::clone(&core.digest_wake),
+            bounces: core.bounces.clone(),
         });
         let cap = http::ConnectionCap::new(core.settings.max_connections_per_ip, &core.settings.trusted_proxies);
         let server = HttpServer::new(move || {

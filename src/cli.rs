@@ -1,14 +1,17 @@
-//! The command line: serve, worker, migrate, and the author's posts and
-//! digest commands.
+//! The command line: serve, worker, migrate, and the author's posts,
+//! digest, DKIM, bounce and suppression commands.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod bounces;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
+pub use self::bounces::{BouncesCommand, SuppressionsCommand};
 use crate::app::{Application, Core};
 use crate::author::{self, PostInput, Preview};
 use crate::config::Settings;
@@ -43,6 +46,12 @@ pub enum Command {
     /// Make DKIM keys and show the DNS records to publish.
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Apply bounce and complaint reports from a mailbox file.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+    /// See and edit the addresses that are never mailed.
+    #[command(subcommand)]
+    Suppressions(SuppressionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +156,8 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Posts(command) => posts(Core::open(settings).await?, command).await,
         Command::Digest(command) => digest(Core::open(settings).await?, command).await,
         Command::Dkim(command) => dkim(&settings, command),
+        Command::Bounces(command) => bounces::bounces(Core::open(settings).await?, command).await,
+        Command::Suppressions(command) => bounces::suppressions(Core::open(settings).await?, command).await,
     }
 }
 

@@ -103,6 +103,28 @@ pub struct Settings {
     pub dkim_domain: Option<String>,
     /// DKIM keys from the file: several sign together (RSA and Ed25519).
     pub dkim: Vec<DkimSettings>,
+    /// Where bounces go (`bounces@news.example.org`): each message's
+    /// envelope sender becomes `bounces+TAG@…`, TAG naming the delivery
+    /// under a MAC (VERP). Unset: the envelope sender is the From address.
+    #[serde(deserialize_with = "optional_address")]
+    pub bounce_address: Option<lettre::Address>,
+    /// Soft bounces of one address within `soft_bounce_days` that suppress it.
+    pub soft_bounce_limit: u32,
+    pub soft_bounce_days: u32,
+    /// The shared secret of `POST /webhooks/bounces` (Bearer, or the
+    /// password of Basic auth for providers that only put it in the URL).
+    pub bounce_webhook_secret: Option<String>,
+    /// A mailbox of bounce reports to read: `imaps://user:pass@host:993/INBOX`,
+    /// or `imap://…` (STARTTLS required; `?tls=none` only for loopback tests).
+    pub bounce_imap_url: Option<Url>,
+    pub bounce_poll_secs: u64,
+    /// A PEM file of certificates to trust for the IMAP server, beside the
+    /// public roots.
+    pub bounce_imap_ca_file: Option<PathBuf>,
+    /// Hosts (and their subdomains) an Amazon SNS subscription may be
+    /// confirmed at; loopback addresses are allowed over http for tests.
+    #[serde(deserialize_with = "list_of")]
+    pub sns_confirm_hosts: Vec<String>,
 }
 
 /// One DKIM key: where it is published (`selector._domainkey.domain`) and
@@ -200,6 +222,21 @@ where
     items.iter().map(|s| s.trim().parse::<T>().map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))).collect()
 }
 
+fn optional_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<lettre::Address>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    let address: lettre::Address =
+        s.trim().parse().map_err(|e| serde::de::Error::custom(format!("not an address {s:?}: {e}")))?;
+    if address.user().contains('+') {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?}: the bounce address must not hold a '+' (tags go after it)"
+        )));
+    }
+    Ok(Some(address))
+}
+
 fn mailbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Mailbox, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<Mailbox>().map_err(|e| serde::de::Error::custom(format!("not a valid sender {s:?}: {e}")))
@@ -268,6 +305,14 @@ impl Default for Settings {
             dkim_key_file: None,
             dkim_domain: None,
             dkim: Vec::new(),
+            bounce_address: None,
+            soft_bounce_limit: 3,
+            soft_bounce_days: 30,
+            bounce_webhook_secret: None,
+            bounce_imap_url: None,
+            bounce_poll_secs: 60,
+            bounce_imap_ca_file: None,
+            sns_confirm_hosts: vec!["amazonaws.com".into()],
             lists: vec![
                 list(
                     "social-media",
@@ -387,6 +432,20 @@ impl Settings {
         }
         if self.body_timeout_ms < 100 {
             return fail("body_timeout_ms (TIDINGS_BODY_TIMEOUT_MS)", "must be at least 100");
+        }
+        if self.bounce_webhook_secret.as_deref().is_some_and(|t| t.len() < 16) {
+            return fail("bounce_webhook_secret (TIDINGS_BOUNCE_WEBHOOK_SECRET)", "must be at least 16 characters");
+        }
+        if let Some(url) = &self.bounce_imap_url {
+            if !matches!(url.scheme(), "imap" | "imaps") || url.host().is_none() || url.username().is_empty() {
+                return fail(
+                    "bounce_imap_url (TIDINGS_BOUNCE_IMAP_URL)",
+                    "must be imaps://USER:PASSWORD@HOST:993/FOLDER or imap://… (STARTTLS)",
+                );
+            }
+        }
+        if self.soft_bounce_limit == 0 || self.soft_bounce_days == 0 || self.bounce_poll_secs == 0 {
+            return fail("soft_bounce_limit / soft_bounce_days / bounce_poll_secs", "must be at least 1");
         }
         if self.signup_answer_floor_ms > 1_000 {
             return fail("signup_answer_floor_ms (TIDINGS_SIGNUP_ANSWER_FLOOR_MS)", "must be at most 1000");

@@ -1,5 +1,6 @@
 pub mod app;
 pub mod author;
+pub mod bounce;
 pub mod cli;
 pub mod config;
 pub mod dispatch;

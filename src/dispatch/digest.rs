@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::lease::Held;
 use super::{SendContext, Verdict, after, verdict};
+use crate::bounce::Target;
 use crate::domain::{FailureClass, SmtpStage};
 use crate::mail::{PreparedDigest, SendError};
 use crate::store::Store;
@@ -206,20 +207,21 @@ impl DigestSender {
             Ok(d) => d,
             Err(e) => return self.judge(job, Err(SendError::without_reply(SmtpStage::Local, e))),
         };
-        let message = match self.ctx.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id)
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "could not build a digest message");
-                let error = format!("could not build the message: {e}");
-                return DeliveryResult::Failed(DeliveryFailure {
-                    class: FailureClass::Message,
-                    stage: SmtpStage::Local,
-                    code: None,
-                    error,
-                });
-            }
-        };
+        let mut message =
+            match self.ctx.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not build a digest message");
+                    let error = format!("could not build the message: {e}");
+                    return DeliveryResult::Failed(DeliveryFailure {
+                        class: FailureClass::Message,
+                        stage: SmtpStage::Local,
+                        code: None,
+                        error,
+                    });
+                }
+            };
+        self.ctx.tagger.stamp(&mut message, Target::Delivery(job.id));
         self.ctx.rate.acquire().await;
         // Renewed while it waited; should the database have been away for
         // longer than the lease, another sender may hold it now.

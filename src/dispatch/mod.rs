@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use crate::bounce::Tagger;
 use crate::config::Settings;
 use crate::domain::FailureClass;
 use crate::mail::{Mailer, Messages, SendError};
@@ -30,6 +31,8 @@ pub struct SendContext {
     pub messages: Arc<Messages>,
     pub settings: Arc<Settings>,
     pub rate: Arc<RateLimiter>,
+    /// Marks each message with its VERP tag, so that bounces find it.
+    pub tagger: Arc<Tagger>,
 }
 
 /// What to record after a send attempt, given how many attempts came before.

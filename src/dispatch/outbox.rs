@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use super::lease::Held;
 use super::{SendContext, Verdict, after, verdict};
+use crate::bounce::Target;
 use crate::domain::FailureClass;
 use crate::store::outbox::{OutboxJob, OutboxResult};
 
@@ -91,13 +92,14 @@ impl OutboxSender {
                 return OutboxResult::Failed { error: "unknown outbox kind".into() };
             }
         };
-        let message = match message {
+        let mut message = match message {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(error = %e, "could not build outbox mail");
                 return OutboxResult::Failed { error: e.to_string() };
             }
         };
+        self.ctx.tagger.stamp(&mut message, Target::Outbox(job.id));
         self.ctx.rate.acquire().await;
         if !self.held.still_ours(job.id, self.held.lease() / 3) {
             tracing::warn!("lease of a claimed confirmation ran out before it was sent; giving it back");

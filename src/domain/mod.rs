@@ -6,6 +6,7 @@ mod email;
 mod name;
 mod post;
 mod slug;
+mod suppression;
 mod text;
 mod token;
 
@@ -16,6 +17,7 @@ pub use post::{
     MAX_SUMMARY, NewPost, PostError, PostTitle, PostUrl, digest_subject, parse_published_at, plain_text, truncate,
 };
 pub use slug::{ListSlug, SlugError};
+pub use suppression::{BounceKind, SuppressionReason, address_hash};
 pub use text::{is_shown, shown_only};
 pub use token::{Signer, TokenError, TokenKind, redact as redact_token};
 

@@ -7,6 +7,8 @@ use sha2::Sha256;
 const ID_BYTES: usize = 16;
 /// 128 bits of MAC, the part only the key holder can make.
 const MAC_BYTES: usize = 16;
+/// 80 bits of MAC for a VERP tag: forging one takes 2^80 guesses.
+const SHORT_MAC_BYTES: usize = 10;
 /// base64url of 16 bytes without padding.
 const ID_CHARS: usize = 22;
 
@@ -19,6 +21,9 @@ pub enum TokenKind {
     /// A served signup form: `MS-NONCE`, the Unix milliseconds it was
     /// served at and 64 random bits that make it single-use.
     FormIssued,
+    /// A VERP tag in an envelope sender (`d123` for a delivery, `o45` for
+    /// outbox mail), checked with `short_mac`.
+    BounceTag,
 }
 
 impl TokenKind {
@@ -27,6 +32,7 @@ impl TokenKind {
             Self::Confirm => b"tidings/confirm/v1",
             Self::Unsubscribe => b"tidings/unsubscribe/v1",
             Self::FormIssued => b"tidings/form-issued/v1",
+            Self::BounceTag => b"tidings/bounce-tag/v1",
         }
     }
 }
@@ -81,6 +87,8 @@ impl Signer {
                     && nonce.bytes().all(|b| b.is_ascii_hexdigit())
             }),
             TokenKind::Confirm | TokenKind::Unsubscribe => id.len() == ID_CHARS && URL_SAFE_NO_PAD.decode(id).is_ok(),
+            // Tags carry a short MAC instead (`short_mac`).
+            TokenKind::BounceTag => false,
         };
         if !well_formed {
             return Err(TokenError::Malformed);
@@ -88,6 +96,29 @@ impl Signer {
         let mac = URL_SAFE_NO_PAD.decode(mac).ok().filter(|m| m.len() == MAC_BYTES).ok_or(TokenError::Malformed)?;
         self.mac(kind, id).verify_truncated_left(&mac).map_err(|_| TokenError::BadSignature)?;
         Ok(id.to_owned())
+    }
+
+    /// An 80-bit MAC in lowercase hex, for places where base64 does not fit:
+    /// the local part of an address, whose case a mail system may fold.
+    pub fn short_mac(&self, kind: TokenKind, id: &str) -> String {
+        let mac = self.mac(kind, id).finalize().into_bytes();
+        mac[..SHORT_MAC_BYTES].iter().fold(String::with_capacity(2 * SHORT_MAC_BYTES), |mut out, b| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    }
+
+    /// Whether `mac_hex` is `short_mac(kind, id)`, in constant time.
+    pub fn verify_short(&self, kind: TokenKind, id: &str, mac_hex: &str) -> bool {
+        let hex = mac_hex.as_bytes();
+        if hex.len() != 2 * SHORT_MAC_BYTES {
+            return false;
+        }
+        let digit = |c: u8| (c as char).to_digit(16);
+        let bytes: Option<Vec<u8>> =
+            hex.chunks(2).map(|pair| Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).unwrap_or(0))).collect();
+        bytes.is_some_and(|b| self.mac(kind, id).verify_truncated_left(&b).is_ok())
     }
 
     fn mac(&self, kind: TokenKind, id: &str) -> Hmac<Sha256> {
@@ -128,6 +159,18 @@ mod tests {
         let a = Signer::new_id();
         assert_ne!(a, Signer::new_id());
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn short_macs_check_and_refuse() {
+        let mac = signer().short_mac(TokenKind::BounceTag, "d42");
+        assert_eq!(mac.len(), 20);
+        assert!(mac.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(signer().verify_short(TokenKind::BounceTag, "d42", &mac));
+        assert!(!signer().verify_short(TokenKind::BounceTag, "d43", &mac));
+        assert!(!signer().verify_short(TokenKind::Confirm, "d42", &mac));
+        assert!(!signer().verify_short(TokenKind::BounceTag, "d42", &mac[..19]));
+        assert!(!signer().verify_short(TokenKind::BounceTag, "d42", &format!("{}zz", &mac[..18])));
     }
 
     #[test]

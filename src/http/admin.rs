@@ -1,5 +1,5 @@
 //! The author's API under `/admin`, behind a bearer token: lists, posts,
-//! feeds and digests.
+//! feeds, digests and the suppression list.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::body;
 use super::error::ApiError;
+use super::suppressions;
 use crate::author::{self, PostInput, Preview, PreviewError};
 use crate::config::Settings;
 use crate::domain::ListSlug;
@@ -35,7 +36,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/digests/{id}", web::get().to(digest))
             .route("/digests/{id}/pause", web::post().to(pause))
             .route("/digests/{id}/resume", web::post().to(resume))
-            .route("/digests/{id}/cancel", web::post().to(cancel)),
+            .route("/digests/{id}/cancel", web::post().to(cancel))
+            .route("/suppressions", web::get().to(suppressions::list))
+            .route("/suppressions", web::post().to(suppressions::add))
+            .route("/suppressions/{email}", web::delete().to(suppressions::remove)),
     );
 }
 

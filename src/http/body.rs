@@ -16,20 +16,25 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// client that sends `Content-Length: 100` and then one byte would otherwise
 /// hold its connection (and a file descriptor) for as long as it likes.
 pub async fn read(payload: Payload, deadline: Duration) -> Result<Bytes, ApiError> {
-    tokio::time::timeout(deadline, read_all(payload))
+    read_up_to(payload, deadline, MAX_BODY).await
+}
+
+/// `read` with another size limit (a provider's batch of events).
+pub async fn read_up_to(payload: Payload, deadline: Duration, max: usize) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(deadline, read_all(payload, max))
         .await
         .map_err(|_| ApiError::BodyTimeout(deadline.as_secs_f64()))?
 }
 
-async fn read_all(mut payload: Payload) -> Result<Bytes, ApiError> {
+async fn read_all(mut payload: Payload, max: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ApiError::TooLarge(MAX_BODY / 1024),
+            actix_web::error::PayloadError::Overflow => ApiError::TooLarge(max / 1024),
             other => ApiError::invalid("body", format!("could not read the request body: {other}")),
         })?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(ApiError::TooLarge(MAX_BODY / 1024));
+        if body.len() + chunk.len() > max {
+            return Err(ApiError::TooLarge(max / 1024));
         }
         body.extend_from_slice(&chunk);
     }

@@ -19,6 +19,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("missing or wrong admin token")]
     Unauthorized,
+    #[error("missing or wrong webhook secret: send Authorization: Bearer SECRET (or Basic with SECRET as password)")]
+    WebhookUnauthorized,
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -60,7 +64,8 @@ impl ResponseError for ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::WebhookUnauthorized => StatusCode::UNAUTHORIZED,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,7 +76,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut answer = HttpResponse::build(self.status_code());
         match self {
-            Self::Unauthorized => {
+            Self::Unauthorized | Self::WebhookUnauthorized => {
                 answer.insert_header(("WWW-Authenticate", "Bearer"));
             }
             Self::Unavailable => {

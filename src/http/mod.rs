@@ -8,7 +8,9 @@ mod connections;
 mod error;
 mod pages;
 mod public;
+mod suppressions;
 mod unsubscribe;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +27,7 @@ use tracing::Instrument;
 pub use error::ApiError;
 pub use pages::Pages;
 
+use crate::bounce::Bounces;
 use crate::config::Settings;
 use crate::domain::Signer;
 use crate::mail::Messages;
@@ -42,6 +45,7 @@ pub struct AppState {
     /// Wake the senders when a request has queued mail.
     pub outbox_wake: Arc<Notify>,
     pub digest_wake: Arc<Notify>,
+    pub bounces: Bounces,
 }
 
 pub use abuse::{ClientIp, Limits};
@@ -52,6 +56,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     public::routes(cfg, limits);
     unsubscribe::routes(cfg);
     admin::routes(cfg);
+    webhooks::routes(cfg);
 }
 
 pub fn security_headers() -> DefaultHeaders {

@@ -15,6 +15,7 @@ pub(crate) mod sqlite {
     pub(crate) use crate::store::deliveries::sqlite as deliveries_sql;
     pub(crate) use crate::store::posts::sqlite as posts_sql;
     pub(crate) use crate::store::subscriptions::sqlite as subscriptions_sql;
+    pub(crate) use crate::store::suppressions::sqlite as suppressions_sql;
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
     /// reads then writes can never fail half-way with "database is locked".
@@ -89,6 +90,7 @@ pub(crate) mod pg {
     pub(crate) use crate::store::deliveries::pg as deliveries_sql;
     pub(crate) use crate::store::posts::pg as posts_sql;
     pub(crate) use crate::store::subscriptions::pg as subscriptions_sql;
+    pub(crate) use crate::store::suppressions::pg as suppressions_sql;
 
     pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 
 use super::schema::{deliveries, digests, subscribers, subscriptions};
 use super::{Store, StoreResult};
-use crate::domain::{DeliveryStatus, DigestState, FailureClass, SmtpStage, SubscriptionStatus};
+use crate::domain::{DeliveryStatus, DigestState, FailureClass, SmtpStage, SubscriptionStatus, SuppressionReason};
 
 /// One recipient's message to send.
 #[derive(Debug, Clone)]
@@ -322,7 +322,7 @@ per_backend! {
                     if bounced {
                         finished.bounced += 1;
                         streak = Streak { reset: true, ..Streak::default() };
-                        suppress_reader_of(c, r.delivery, now)?;
+                        suppress_reader_of(c, r.delivery, &failure.error, now)?;
                     } else {
                         finished.failed += 1;
                         if failure.class == FailureClass::Message {
@@ -343,15 +343,17 @@ per_backend! {
     }
 
     /// A hard bounce: nothing more is sent to this address.
-    fn suppress_reader_of(c: &mut Conn, delivery: i64, now: NaiveDateTime) -> QueryResult<()> {
-        let subscriber = deliveries::table
-            .inner_join(subscriptions::table)
+    fn suppress_reader_of(c: &mut Conn, delivery: i64, error: &str, now: NaiveDateTime) -> QueryResult<()> {
+        let email: Option<String> = deliveries::table
+            .inner_join(subscriptions::table.inner_join(subscribers::table))
             .filter(deliveries::id.eq(delivery))
-            .select(subscriptions::subscriber_id);
-        diesel::update(subscribers::table.filter(subscribers::id.eq_any(subscriber)))
-            .set(subscribers::suppressed_at.eq(now))
-            .execute(c)
-            .map(drop)
+            .select(subscribers::email)
+            .first(c)
+            .optional()?;
+        match email {
+            Some(email) => suppressions_sql::suppress(c, &email, SuppressionReason::HardBounce, "smtp", Some(error), now),
+            None => Ok(()),
+        }
     }
 
     /// Adds finished deliveries to the digest's counts, moves its run of

@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::deliveries::{COUNTS, Counts};
 use super::lists::ListRow;
 use super::posts::PostRow;
-use super::schema::{deliveries, digest_posts, digests, lists, post_lists, posts, subscribers, subscriptions};
+use super::schema::{
+    deliveries, digest_posts, digest_suppressed, digests, lists, post_lists, posts, subscribers, subscriptions,
+};
 use super::{Store, StoreResult};
 use crate::domain::{DeliveryStatus, DigestState, FailureClass, ListSlug, SubscriptionStatus, digest_subject};
 
@@ -46,7 +48,11 @@ pub struct DigestStatus {
     pub failed: i64,
     /// The recipient's address bounced (and is suppressed now).
     pub bounced: i64,
+    /// Readers who left or were suppressed after the digest was triggered.
     pub skipped: i64,
+    /// Confirmed readers left out because their address is suppressed (not
+    /// counted in `recipients`).
+    pub suppressed: i64,
     pub cancelled: i64,
     pub pending: i64,
     /// Pending deliveries that failed at least once and wait for a retry.
@@ -96,7 +102,8 @@ pub struct DigestContent {
 }
 
 type PostColumns = (i64, String, String, String, NaiveDateTime);
-type StatusRow = (i64, String, String, String, Counts, Option<String>, NaiveDateTime, Option<NaiveDateTime>);
+type StatusRow =
+    (i64, String, String, String, Counts, Option<String>, NaiveDateTime, Option<NaiveDateTime>, Option<i64>);
 
 per_backend! {
     pub(crate) fn trigger(
@@ -180,6 +187,18 @@ per_backend! {
                 ))
                 .execute(c)?;
             let recipients = recipients as i64;
+            let suppressed: i64 = subscriptions::table
+                .inner_join(subscribers::table)
+                .filter(subscriptions::list_id.eq(list_id))
+                .filter(subscriptions::status.eq(SubscriptionStatus::Confirmed.as_str()))
+                .filter(subscribers::suppressed_at.is_not_null())
+                .count()
+                .get_result(c)?;
+            if suppressed > 0 {
+                diesel::insert_into(digest_suppressed::table)
+                    .values((digest_suppressed::digest_id.eq(id), digest_suppressed::readers.eq(suppressed)))
+                    .execute(c)?;
+            }
             let finished = (recipients == 0).then_some(now);
             diesel::update(digests::table.find(id))
                 .set((
@@ -255,6 +274,7 @@ per_backend! {
     pub(crate) fn statuses(c: &mut Conn, only: Option<i64>, limit: i64) -> QueryResult<Vec<DigestStatus>> {
         let mut query = digests::table
             .inner_join(lists::table)
+            .left_join(digest_suppressed::table)
             .select((
                 digests::id,
                 lists::slug,
@@ -264,6 +284,7 @@ per_backend! {
                 digests::paused_reason,
                 digests::created_at,
                 digests::finished_at,
+                digest_suppressed::readers.nullable(),
             ))
             .order(digests::id.desc())
             .limit(limit)
@@ -283,7 +304,7 @@ per_backend! {
             .select((deliveries::digest_id, count_star()))
             .load(c)?;
         let mut statuses = Vec::with_capacity(rows.len());
-        for (id, list, subject, status, counts, paused_reason, created_at, finished_at) in rows {
+        for (id, list, subject, status, counts, paused_reason, created_at, finished_at, suppressed) in rows {
             let retrying = retrying.iter().find(|r| r.0 == id).map_or(0, |r| r.1);
             let last_error = if retrying > 0 {
                 latest_error(c, id, DeliveryStatus::Pending)?
@@ -305,6 +326,7 @@ per_backend! {
                 failed: counts.failed,
                 bounced: counts.bounced,
                 skipped: counts.skipped,
+                suppressed: suppressed.unwrap_or(0),
                 cancelled: counts.cancelled,
                 pending: counts.pending(),
                 retrying,

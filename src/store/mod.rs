@@ -53,6 +53,7 @@ mod schema;
 pub mod secrets;
 pub mod signups;
 pub mod subscriptions;
+pub mod suppressions;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

@@ -169,9 +169,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    digest_suppressed (digest_id) {
+        digest_id -> BigInt,
+        readers -> BigInt,
+    }
+}
+
+diesel::table! {
+    suppressions (address_hash) {
+        address_hash -> Text,
+        email -> Nullable<Text>,
+        reason -> Text,
+        source -> Text,
+        detail -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bounce_events (id) {
+        id -> BigInt,
+        report_key -> Text,
+        address_hash -> Text,
+        kind -> Text,
+        source -> Text,
+        detail -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
 diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
 diesel::joinable!(digests -> lists (list_id));
+diesel::joinable!(digest_suppressed -> digests (digest_id));
 diesel::joinable!(digest_posts -> digests (digest_id));
 diesel::joinable!(digest_posts -> posts (post_id));
 diesel::joinable!(deliveries -> digests (digest_id));
@@ -192,4 +223,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     digest_posts,
     deliveries,
     form_token_uses,
+    suppressions,
+    bounce_events,
+    digest_suppressed,
 );

@@ -11,7 +11,7 @@ use super::schema::{
 };
 use super::subscriptions::Evidence;
 use super::{Store, StoreError, StoreResult};
-use crate::domain::{EmailAddress, ListSlug, Signer, SubscriberName, SubscriptionStatus};
+use crate::domain::{EmailAddress, ListSlug, Signer, SubscriberName, SubscriptionStatus, address_hash};
 
 /// The outbox kind of a confirmation mail.
 pub(crate) const CONFIRMATION_KIND: &str = "confirmation";
@@ -46,6 +46,8 @@ pub enum SignupOutcome {
     ConfirmationCapReached,
     /// The form token was used by another signup: nothing was done.
     FormTokenUsed,
+    /// The address is suppressed for a complaint or by the author: no mail.
+    Suppressed,
 }
 
 /// A signup's reader: created by it, or there before.
@@ -188,6 +190,14 @@ per_backend! {
             (0..group.len()).partition(|&i| seen.insert(group[i].email.as_str()));
         let readers = find_or_create_readers(c, first.iter().map(|&i| &group[i].email), now)?;
 
+        // A complaint (or the author) suppressed these addresses: they get
+        // the usual answer and no mail. A bounce lets a confirmation through.
+        let hashes: Vec<String> = first.iter().map(|&i| address_hash(group[i].email.as_str())).collect();
+        let held: HashSet<String> = suppressions_sql::reasons_of(c, &hashes)?
+            .into_iter()
+            .filter(|(_, reason)| !reason.lifted_by_confirming())
+            .map(|(hash, _)| hash)
+            .collect();
         let mut outcomes = vec![SignupOutcome::ConfirmationQueued; group.len()];
         let mut plan = SignupPlan::default();
         for (&i, reader) in first.iter().zip(readers) {
@@ -201,6 +211,12 @@ per_backend! {
                 Reader::New(id) => plan.new_reader(id, req, list_ids),
                 Reader::Known(id) => known_reader(c, &mut plan, id, req, list_ids, now)?,
             };
+            if held.contains(&address_hash(req.email.as_str())) {
+                if outcomes[i] == SignupOutcome::ConfirmationQueued {
+                    plan.confirmations.pop();
+                }
+                outcomes[i] = SignupOutcome::Suppressed;
+            }
         }
         write_plan(c, plan, now)?;
         for i in again {

@@ -144,11 +144,9 @@ per_backend! {
                 .set(confirmation_tokens::used_at.eq(now))
                 .execute(c)?;
             // The mailbox owner has spoken: apply their name and lift any
-            // suppression left by an earlier bounce.
+            // suppression left by an earlier bounce (never a complaint's).
+            suppressions_sql::lift_bounce(c, subscriber_id)?;
             let subscriber = subscribers::table.find(subscriber_id);
-            diesel::update(subscriber)
-                .set(subscribers::suppressed_at.eq(None::<NaiveDateTime>))
-                .execute(c)?;
             if let Some(name) = name {
                 diesel::update(subscriber).set(subscribers::name.eq(name)).execute(c)?;
             }
