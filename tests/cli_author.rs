@@ -15,21 +15,7 @@ use tidings::store::digests::TriggerOutcome;
 on_both_backends!(author_cli_imports_previews_and_sends, kill_nine_mid_digest_resumes_without_losing_anyone);
 
 fn tidings(db: &TestDb, smtp_port: u16) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidings"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TIDINGS_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("TIDINGS_DATABASE_URL", db.url.to_url())
-        .env("TIDINGS_MAIL_TRANSPORT", "smtp")
-        .env("TIDINGS_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
-        .env("TIDINGS_SECRET_KEY", common::SECRET_KEY)
-        .env("TIDINGS_BASE_URL", "http://tidings.test")
-        .env("TIDINGS_OUTBOX_POLL_MS", "50")
-        // The default log level: its lines must stay out of the reports on stdout.
-        .env_remove("RUST_LOG");
-    cmd
+    common::tidings_cli(db, smtp_port)
 }
 
 async fn run(mut cmd: Command) -> Output {

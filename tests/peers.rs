@@ -7,106 +7,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::peers::{Peer, TempDir, listening, private_ca};
 use common::{Backend, TestApp, free_port, peer_installed, wait_until};
 use serde_json::{Value, json};
 
 on_both_backends!(starttls_and_auth_against_aiosmtpd, smtp_sink_refusing_at_end_of_data_pauses_without_suppressing,);
-
-/// A child process killed when the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A directory of its own under the system's temporary one, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("tidings-peers-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Waits until something accepts connections on `port`.
-async fn listening(port: u16) {
-    wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())).await;
-}
-
-/// A private CA and a server certificate it signed for 127.0.0.1 and
-/// localhost: (CA certificate, server certificate, server key). rustls
-/// refuses a CA certificate as a server's, as it should.
-fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |name: &str| dir.join(name);
-    let openssl = |args: &[&str]| {
-        let ran = Command::new("openssl").current_dir(dir).args(args).stderr(Stdio::null()).status().unwrap();
-        assert!(ran.success(), "openssl {args:?} failed");
-    };
-    std::fs::write(p("leaf.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Tidings test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    (p("ca.pem"), p("cert.pem"), p("key.pem"))
-}
 
 fn eml_files(dir: &Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -193,11 +193,10 @@ per_backend! {
         // A complaint (or the author) suppressed these addresses: they get
         // the usual answer and no mail. A bounce lets a confirmation through.
         let hashes: Vec<String> = first.iter().map(|&i| address_hash(group[i].email.as_str())).collect();
-        let held: HashSet<String> = suppressions_sql::reasons_of(c, &hashes)?
-            .into_iter()
-            .filter(|(_, reason)| !reason.lifted_by_confirming())
-            .map(|(hash, _)| hash)
-            .collect();
+        let (bounced, held): (Vec<_>, Vec<_>) =
+            suppressions_sql::reasons_of(c, &hashes)?.into_iter().partition(|(_, r)| r.lifted_by_confirming());
+        let held: HashSet<String> = held.into_iter().map(|(hash, _)| hash).collect();
+        let bounced: HashSet<String> = bounced.into_iter().map(|(hash, _)| hash).collect();
         let mut outcomes = vec![SignupOutcome::ConfirmationQueued; group.len()];
         let mut plan = SignupPlan::default();
         for (&i, reader) in first.iter().zip(readers) {
@@ -209,7 +208,10 @@ per_backend! {
                 .collect();
             outcomes[i] = match reader {
                 Reader::New(id) => plan.new_reader(id, req, list_ids),
-                Reader::Known(id) => known_reader(c, &mut plan, id, req, list_ids, now)?,
+                Reader::Known(id) => {
+                    let reconfirm = bounced.contains(&address_hash(req.email.as_str()));
+                    known_reader(c, &mut plan, id, req, list_ids, reconfirm, now)?
+                }
             };
             if held.contains(&address_hash(req.email.as_str())) {
                 if outcomes[i] == SignupOutcome::ConfirmationQueued {
@@ -271,13 +273,16 @@ per_backend! {
 
     /// A reader we already know: nobody but the reader can change a
     /// confirmed subscription; others go (back) to pending, within the
-    /// daily cap on confirmation mails.
+    /// daily cap on confirmation mails. A reader whose address bounced
+    /// (`reconfirm`) is sent a confirmation for confirmed lists too: the
+    /// mailbox must show it works before anything else is sent there.
     fn known_reader<'a>(
         c: &mut Conn,
         plan: &mut SignupPlan<'a>,
         subscriber_id: i64,
         req: &'a SignupRequest,
         list_ids: Vec<i64>,
+        reconfirm: bool,
         now: NaiveDateTime,
     ) -> QueryResult<SignupOutcome> {
         let existing: Vec<(i64, i64, String)> = subscriptions::table
@@ -289,7 +294,8 @@ per_backend! {
         for list_id in list_ids {
             let found = existing.iter().find(|(_, l, _)| *l == list_id);
             match found.map(|(id, _, s)| (*id, SubscriptionStatus::parse(s))) {
-                Some((_, Some(SubscriptionStatus::Confirmed))) => continue,
+                Some((_, Some(SubscriptionStatus::Confirmed))) if !reconfirm => continue,
+                Some((_, Some(SubscriptionStatus::Confirmed))) => {}
                 Some((id, _)) => {
                     diesel::update(subscriptions::table.find(id))
                         .set((

@@ -2,6 +2,7 @@
 //! able to misbehave the ways real feed hosts do.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ pub enum Serve {
 
 pub struct FileServer {
     pub port: u16,
+    /// Requests answered so far.
+    pub hits: Arc<AtomicUsize>,
     ipv6: bool,
     task: JoinHandle<()>,
 }
@@ -47,10 +50,13 @@ impl FileServer {
     pub async fn start_at(bind: &str, body: Arc<[u8]>, content_type: &'static str, serve: Serve) -> Self {
         let listener = TcpListener::bind(bind).await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&hits);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { continue };
                 let body = body.clone();
+                let counted = Arc::clone(&counted);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut read = 0;
@@ -63,6 +69,7 @@ impl FileServer {
                             return;
                         }
                     }
+                    counted.fetch_add(1, Ordering::SeqCst);
                     let (status, extra) = match serve {
                         Serve::Stall => {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -86,7 +93,7 @@ impl FileServer {
                 });
             }
         });
-        Self { port, ipv6: bind.starts_with('['), task }
+        Self { port, hits, ipv6: bind.starts_with('['), task }
     }
 
     pub fn url(&self, path: &str) -> String {

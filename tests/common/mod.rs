@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod peers;
 pub mod proxy;
 pub mod smtp;
 
@@ -143,6 +144,26 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// The `tidings` binary on this database and SMTP server, with the test's
+/// keys and none of the caller's TIDINGS_* variables.
+pub fn tidings_cli(db: &TestDb, smtp_port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TIDINGS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("TIDINGS_DATABASE_URL", db.url.to_url())
+        .env("TIDINGS_MAIL_TRANSPORT", "smtp")
+        .env("TIDINGS_SMTP_URL", format!("smtp://127.0.0.1:{smtp_port}"))
+        .env("TIDINGS_SECRET_KEY", SECRET_KEY)
+        .env("TIDINGS_BASE_URL", "http://tidings.test")
+        .env("TIDINGS_OUTBOX_POLL_MS", "50")
+        // The default log level: its lines must stay out of the reports on stdout.
+        .env_remove("RUST_LOG");
+    cmd
 }
 
 /// Settings for a test: SMTP delivery, fast retries, known keys.
