@@ -82,11 +82,16 @@ pub enum PostsCommand {
         #[arg(long)]
         list: Option<String>,
     },
-    /// Import an RSS 2.0 or Atom file as posts of a list.
+    /// Import an RSS 2.0 or Atom file as posts of a list. On the list's
+    /// first import, posts older than TIDINGS_FEED_FIRST_LOOKBACK_DAYS are
+    /// stored as already sent.
     Import {
         #[arg(long)]
         list: String,
         file: PathBuf,
+        /// Count every post of the file as new, however old.
+        #[arg(long)]
+        all_new: bool,
     },
     /// Add a post, or update the post with the same URL.
     Add {
@@ -187,6 +192,18 @@ fn dkim(settings: &Settings, command: DkimCommand) -> anyhow::Result<()> {
     }
 }
 
+fn print_import(r: &feed::ImportReport) {
+    let old = if r.already_sent > 0 {
+        format!(", {} older ones stored as already sent", r.already_sent)
+    } else {
+        String::new()
+    };
+    println!(
+        "{}: {} new, {} updated, {} unchanged, {} skipped{old}",
+        r.list, r.created, r.updated, r.unchanged, r.skipped
+    );
+}
+
 async fn worker(core: Core) -> anyhow::Result<()> {
     let (stop, _) = watch::channel(false);
     let senders = core.start_senders(&stop);
@@ -218,20 +235,15 @@ async fn posts(core: Core, command: PostsCommand) -> anyhow::Result<()> {
     match command {
         PostsCommand::Pull { list } => {
             for r in feed::pull(&core.store, &core.settings, list.as_deref()).await? {
-                println!(
-                    "{}: {} new, {} updated, {} unchanged, {} skipped",
-                    r.list, r.created, r.updated, r.unchanged, r.skipped
-                );
+                print_import(&r);
             }
         }
-        PostsCommand::Import { list, file } => {
+        PostsCommand::Import { list, file, all_new } => {
             let list = author::known_list(&core.settings, "--list", &list)?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let r = feed::import(&core.store, &list, &bytes).await?;
-            println!(
-                "{}: {} new, {} updated, {} unchanged, {} skipped",
-                r.list, r.created, r.updated, r.unchanged, r.skipped
-            );
+            let lookback = (!all_new).then(|| core.settings.feed_first_lookback());
+            let r = feed::import(&core.store, &list, &bytes, lookback).await?;
+            print_import(&r);
         }
         PostsCommand::Add { lists, title, url, summary, published_at } => {
             let published_at = published_at.unwrap_or_else(|| chrono::Utc::now().to_rfc3339());

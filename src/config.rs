@@ -92,6 +92,9 @@ pub struct Settings {
     /// Whether `POST /subscriptions` takes JSON (the API) besides the form.
     pub json_signups: bool,
     pub feed_max_bytes: u64,
+    /// A feed's first pull or import for a list counts as new only posts
+    /// published in the last this many days; older ones are stored as sent.
+    pub feed_first_lookback_days: u32,
     pub feed_allow_private_hosts: bool,
     pub log: String,
     pub lists: Vec<ListSettings>,
@@ -299,6 +302,7 @@ impl Default for Settings {
             signup_answer_floor_ms: 5,
             json_signups: true,
             feed_max_bytes: 5 * 1024 * 1024,
+            feed_first_lookback_days: 7,
             feed_allow_private_hosts: false,
             log: "info".into(),
             dkim_selector: None,
@@ -464,6 +468,10 @@ impl Settings {
             .clone()
             .or_else(|| self.base_url.host_str().map(str::to_owned))
             .unwrap_or_else(|| "localhost".into())
+    }
+
+    pub fn feed_first_lookback(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.feed_first_lookback_days))
     }
 
     pub fn smtp_timeout(&self) -> Duration {

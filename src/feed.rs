@@ -10,7 +10,7 @@ use url::{Host, Url};
 
 use crate::config::{ListSettings, Settings};
 use crate::domain::{ListSlug, MAX_SUMMARY, NewPost, PostTitle, PostUrl, plain_text, truncate};
-use crate::store::posts::{ListsMode, Upsert};
+use crate::store::posts::{FirstPull, ListsMode, Upsert};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,9 @@ pub struct ImportReport {
     pub unchanged: usize,
     /// Entries without a usable title or link.
     pub skipped: usize,
+    /// Old posts of a feed's first pull, stored as already sent (published
+    /// before `feed_first_lookback_days`): no digest mails them.
+    pub already_sent: usize,
 }
 
 /// Reads a feed's entries as posts of `list`. Entries without a title or a
@@ -85,11 +88,21 @@ pub fn parse(bytes: &[u8], list: &ListSlug) -> Result<(Vec<NewPost>, usize), Fee
     Ok((posts, skipped))
 }
 
-pub async fn import(store: &Store, list: &ListSlug, bytes: &[u8]) -> Result<ImportReport, FeedError> {
+/// Imports a feed's entries as posts of `list`. On the list's first import,
+/// entries published more than `lookback` ago are stored as already sent;
+/// `None` counts every entry as new.
+pub async fn import(
+    store: &Store,
+    list: &ListSlug,
+    bytes: &[u8],
+    lookback: Option<chrono::Duration>,
+) -> Result<ImportReport, FeedError> {
     let (posts, skipped) = parse(bytes, list)?;
-    let outcomes = store.upsert_posts(posts, ListsMode::Add).await?;
-    let mut report = ImportReport { list: list.to_string(), skipped, ..Default::default() };
-    for outcome in outcomes {
+    let first = lookback.map(|d| FirstPull { cutoff: chrono::Utc::now().naive_utc() - d });
+    let done = store.upsert_feed_posts(posts, ListsMode::Add, first).await?;
+    let mut report =
+        ImportReport { list: list.to_string(), skipped, already_sent: done.sent_before, ..Default::default() };
+    for outcome in done.outcomes {
         match outcome {
             Upsert::Created(_) => report.created += 1,
             Upsert::Updated(_) => report.updated += 1,
@@ -119,7 +132,7 @@ pub async fn pull(store: &Store, settings: &Settings, only: Option<&str>) -> Res
     for list in lists {
         let Some(url) = &list.feed_url else { continue };
         let bytes = fetch(url, settings).await?;
-        let report = import(store, &list.slug, &bytes).await?;
+        let report = import(store, &list.slug, &bytes, Some(settings.feed_first_lookback())).await?;
         tracing::info!(list = %list.slug, created = report.created, updated = report.updated, "feed pulled");
         reports.push(report);
     }

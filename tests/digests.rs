@@ -18,6 +18,7 @@ on_both_backends!(
     temporary_failures_are_retried_and_permanent_ones_suppress,
     posts_api_validates_and_upserts_by_url,
     feed_pull_is_idempotent,
+    a_first_feed_pull_does_not_mail_the_blogs_history,
     feed_fetch_refuses_private_hosts_unless_allowed,
     feed_fetch_gives_up_on_slow_and_oversized_feeds,
     preview_shows_what_a_reader_would_get,
@@ -317,8 +318,8 @@ async fn feed_pull_is_idempotent(backend: Backend) {
     assert_eq!(
         reports,
         json!([
-            {"list": "social-media", "created": 2, "updated": 0, "unchanged": 0, "skipped": 0},
-            {"list": "orthopedic", "created": 4, "updated": 0, "unchanged": 0, "skipped": 1},
+            {"list": "social-media", "created": 2, "updated": 0, "unchanged": 0, "skipped": 0, "already_sent": 0},
+            {"list": "orthopedic", "created": 4, "updated": 0, "unchanged": 0, "skipped": 1, "already_sent": 0},
         ])
     );
     let res = app
@@ -329,7 +330,10 @@ async fn feed_pull_is_idempotent(backend: Backend) {
         .await
         .unwrap();
     let again: Value = res.json().await.unwrap();
-    assert_eq!(again, json!([{"list": "orthopedic", "created": 0, "updated": 0, "unchanged": 4, "skipped": 1}]));
+    assert_eq!(
+        again,
+        json!([{"list": "orthopedic", "created": 0, "updated": 0, "unchanged": 4, "skipped": 1, "already_sent": 0}])
+    );
     assert_eq!(app.db.count("posts"), 6);
 
     let posts: Vec<Value> = app.admin_get("/admin/posts?list=orthopedic").await.json().await.unwrap();
@@ -356,6 +360,54 @@ async fn feed_pull_is_idempotent(backend: Backend) {
     assert_eq!(status["sent"], 2);
     let text = app.smtp.received()[0].text();
     assert!(text.contains("Meniscus tears: when to operate & when to wait"), "{text}");
+}
+
+async fn a_first_feed_pull_does_not_mail_the_blogs_history(backend: Backend) {
+    // The fixture's posts are dated 24 Nov, 16 Nov and 30 Oct 2026: with a
+    // lookback reaching back to 20 Nov only the first is new.
+    let rss = FileServer::start(include_bytes!("fixtures/wordpress.rss"), "application/rss+xml").await;
+    let days = (chrono::Utc::now().fixed_offset()
+        - chrono::DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z").unwrap())
+    .num_days();
+    let feed = rss.url("/feed/");
+    let app = TestApp::spawn_with(backend, |s| {
+        s.feed_allow_private_hosts = true;
+        s.feed_first_lookback_days = u32::try_from(days).unwrap();
+        s.lists[1].feed_url = Some(url::Url::parse(&feed).unwrap());
+    })
+    .await;
+    app.db.seed_confirmed("orthopedic", "history", 2);
+    let pull = || app.client.post(app.url("/admin/posts/pull?list=orthopedic")).bearer_auth(common::ADMIN_TOKEN).send();
+    let report: Value = pull().await.unwrap().json().await.unwrap();
+    assert_eq!(report[0]["created"], 4, "{report}");
+    assert_eq!(report[0]["already_sent"], 2, "{report}");
+    let status = app.send_digest("orthopedic").await;
+    let text = app.smtp.received()[0].text();
+    assert!(text.contains("Meniscus tears") && text.contains("Ankle sprains"), "{text}");
+    assert!(!text.contains("Rotator cuff") && !text.contains("Running after 50"), "an old post was mailed: {text}");
+    assert_eq!(status["sent"], 2);
+    // Later pulls are not first pulls: nothing is held back, nothing resent.
+    let again: Value = pull().await.unwrap().json().await.unwrap();
+    assert_eq!((again[0]["unchanged"].as_i64(), again[0]["already_sent"].as_i64()), (Some(4), Some(0)));
+    let res = app.admin_post("/admin/digests", &json!({"list": "orthopedic"})).await;
+    assert_eq!(res.status(), 409, "the held-back posts count as sent");
+
+    // From the command line: a first import holds back the old posts,
+    // unless `--all-new` says every post of the file is new.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wordpress.rss");
+    for (all_new, want) in [
+        (false, "orthopedic: 4 new, 0 updated, 0 unchanged, 1 skipped, 3 older ones stored as already sent"),
+        (true, "orthopedic: 4 new, 0 updated, 0 unchanged, 1 skipped"),
+    ] {
+        let db = common::TestDb::new(backend);
+        let mut cmd = common::tidings_cli(&db, app.smtp.port);
+        cmd.env("TIDINGS_FEED_FIRST_LOOKBACK_DAYS", "7").args(["posts", "import", "--list", "orthopedic", fixture]);
+        if all_new {
+            cmd.arg("--all-new");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 async fn feed_fetch_refuses_private_hosts_unless_allowed(backend: Backend) {

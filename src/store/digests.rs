@@ -216,7 +216,8 @@ per_backend! {
         })
     }
 
-    /// Posts of the list not in any earlier digest of that list, newest first.
+    /// Posts of the list not in any earlier digest of that list (nor stored
+    /// as sent before by a feed's first pull), newest first.
     fn new_posts(c: &mut Conn, list_id: i64) -> QueryResult<Vec<PostColumns>> {
         let already_sent = digest_posts::table
             .inner_join(digests::table)
@@ -225,6 +226,7 @@ per_backend! {
         post_lists::table
             .inner_join(posts::table)
             .filter(post_lists::list_id.eq(list_id))
+            .filter(post_lists::sent_before.eq(false))
             .filter(not(post_lists::post_id.eq_any(already_sent)))
             .select((posts::id, posts::url, posts::title, posts::summary, posts::published_at))
             .order((posts::published_at.desc(), posts::id.desc()))

@@ -34,13 +34,60 @@ pub enum ListsMode {
     Add,
 }
 
+/// A feed's first pull: posts published before `cutoff` go into a list that
+/// had no posts yet as already sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstPull {
+    pub cutoff: NaiveDateTime,
+}
+
+/// What a batch of upserts did, and how many posts it stored as sent before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upserted {
+    pub outcomes: Vec<Upsert>,
+    pub sent_before: usize,
+}
+
 per_backend! {
-    pub(crate) fn upsert_all(c: &mut Conn, new: &[NewPost], mode: ListsMode) -> QueryResult<Vec<Upsert>> {
+    pub(crate) fn upsert_all(
+        c: &mut Conn,
+        new: &[NewPost],
+        mode: ListsMode,
+        first: Option<FirstPull>,
+    ) -> QueryResult<Upserted> {
         let now = Utc::now().naive_utc();
-        write_tx(c, |c| new.iter().map(|post| upsert_one(c, post, mode, now)).collect())
+        write_tx(c, |c| {
+            // Lists that have no posts yet: this is their feed's first pull.
+            let mut empty: Vec<i64> = Vec::new();
+            if first.is_some() {
+                let slugs: Vec<&str> = new.iter().flat_map(|p| p.lists.iter().map(ListSlug::as_str)).collect();
+                let ids: Vec<i64> = lists::table.filter(lists::slug.eq_any(&slugs)).select(lists::id).load(c)?;
+                for id in ids {
+                    let any: i64 = post_lists::table.filter(post_lists::list_id.eq(id)).count().get_result(c)?;
+                    if any == 0 {
+                        empty.push(id);
+                    }
+                }
+            }
+            let old_before = first.map(|f| f.cutoff).filter(|_| !empty.is_empty());
+            let mut done = Upserted::default();
+            for post in new {
+                let (outcome, sent_before) = upsert_one(c, post, mode, now, old_before.map(|t| (t, &empty[..])))?;
+                done.outcomes.push(outcome);
+                done.sent_before += sent_before;
+            }
+            Ok(done)
+        })
     }
 
-    fn upsert_one(c: &mut Conn, post: &NewPost, mode: ListsMode, now: NaiveDateTime) -> QueryResult<Upsert> {
+    /// One post; `first`: its old posts' place in lists on their first pull.
+    fn upsert_one(
+        c: &mut Conn,
+        post: &NewPost,
+        mode: ListsMode,
+        now: NaiveDateTime,
+        first: Option<(NaiveDateTime, &[i64])>,
+    ) -> QueryResult<(Upsert, usize)> {
         let list_ids: Vec<i64> = lists::table
             .filter(lists::slug.eq_any(post.lists.iter().map(ListSlug::as_str)))
             .select(lists::id)
@@ -96,10 +143,16 @@ per_backend! {
                 outcome = Upsert::Updated(id);
             }
         }
+        let published_at = published.unwrap_or(now);
+        let mut sent_before = 0;
         let added: Vec<_> = list_ids
             .iter()
             .filter(|l| !current.contains(l))
-            .map(|&l| (post_lists::post_id.eq(id), post_lists::list_id.eq(l)))
+            .map(|&l| {
+                let old = first.is_some_and(|(cutoff, empty)| published_at < cutoff && empty.contains(&l));
+                sent_before += usize::from(old);
+                (post_lists::post_id.eq(id), post_lists::list_id.eq(l), post_lists::sent_before.eq(old))
+            })
             .collect();
         if !added.is_empty() {
             diesel::insert_into(post_lists::table).values(&added).execute(c)?;
@@ -107,7 +160,7 @@ per_backend! {
                 outcome = Upsert::Updated(id);
             }
         }
-        Ok(outcome)
+        Ok((outcome, sent_before))
     }
 
     /// Posts, newest first; of one list when `list` is given.
@@ -155,8 +208,19 @@ per_backend! {
 
 impl Store {
     pub async fn upsert_posts(&self, new: Vec<NewPost>, mode: ListsMode) -> StoreResult<Vec<Upsert>> {
+        Ok(self.upsert_feed_posts(new, mode, None).await?.outcomes)
+    }
+
+    /// As `upsert_posts`, for a feed: on a list's first pull (`first`),
+    /// posts published before its cutoff are stored as already sent.
+    pub async fn upsert_feed_posts(
+        &self,
+        new: Vec<NewPost>,
+        mode: ListsMode,
+        first: Option<FirstPull>,
+    ) -> StoreResult<Upserted> {
         self.write(move |conn| {
-            Ok(super::again_on_unique_violation(conn, |c| on_backend!(c, self::upsert_all(&new, mode)))?)
+            Ok(super::again_on_unique_violation(conn, |c| on_backend!(c, self::upsert_all(&new, mode, first)))?)
         })
         .await
     }

@@ -114,6 +114,7 @@ diesel::table! {
     post_lists (post_id, list_id) {
         post_id -> BigInt,
         list_id -> BigInt,
+        sent_before -> Bool,
     }
 }
 

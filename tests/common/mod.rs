@@ -161,6 +161,9 @@ pub fn tidings_cli(db: &TestDb, smtp_port: u16) -> std::process::Command {
         .env("TIDINGS_SECRET_KEY", SECRET_KEY)
         .env("TIDINGS_BASE_URL", "http://tidings.test")
         .env("TIDINGS_OUTBOX_POLL_MS", "50")
+        // The feed fixtures are dated November 2026: a first import must
+        // count them as new unless a test says otherwise.
+        .env("TIDINGS_FEED_FIRST_LOOKBACK_DAYS", "36500")
         // The default log level: its lines must stay out of the reports on stdout.
         .env_remove("RUST_LOG");
     cmd
@@ -188,6 +191,9 @@ pub fn test_settings(db: &TestDb, smtp_port: u16) -> Settings {
     s.confirm_rate_per_minute = 0;
     s.max_connections_per_ip = 0;
     s.form_min_fill_ms = 0;
+    // The feed fixtures are dated November 2026: a first pull counts them as
+    // new unless a test says otherwise.
+    s.feed_first_lookback_days = 36_500;
     s
 }
 

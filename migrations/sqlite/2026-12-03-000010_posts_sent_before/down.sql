@@ -1,0 +1,1 @@
+ALTER TABLE post_lists DROP COLUMN sent_before;
