@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod bounces;
+mod subscribers;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 pub use self::bounces::{BouncesCommand, SuppressionsCommand};
+pub use self::subscribers::SubscribersCommand;
 use crate::app::{Application, Core};
 use crate::author::{self, PostInput, Preview};
 use crate::config::Settings;
@@ -52,6 +54,9 @@ pub enum Command {
     /// See and edit the addresses that are never mailed.
     #[command(subcommand)]
     Suppressions(SuppressionsCommand),
+    /// Import, export and erase readers.
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +168,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Dkim(command) => dkim(&settings, command),
         Command::Bounces(command) => bounces::bounces(Core::open(settings).await?, command).await,
         Command::Suppressions(command) => bounces::suppressions(Core::open(settings).await?, command).await,
+        Command::Subscribers(command) => subscribers::subscribers(Core::open(settings).await?, command).await,
     }
 }
 

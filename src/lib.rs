@@ -8,5 +8,6 @@ pub mod domain;
 pub mod feed;
 pub mod http;
 pub mod mail;
+pub mod portability;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! The author's API under `/admin`, behind a bearer token: lists, posts,
-//! feeds, digests and the suppression list.
+//! feeds, digests, readers and the suppression list.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use super::suppressions;
+use super::{readers, suppressions};
 use crate::author::{self, PostInput, Preview, PreviewError};
 use crate::config::Settings;
 use crate::domain::ListSlug;
@@ -39,7 +39,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/digests/{id}/cancel", web::post().to(cancel))
             .route("/suppressions", web::get().to(suppressions::list))
             .route("/suppressions", web::post().to(suppressions::add))
-            .route("/suppressions/{email}", web::delete().to(suppressions::remove)),
+            .route("/suppressions/{email}", web::delete().to(suppressions::remove))
+            .route("/subscribers/import", web::post().to(readers::import_csv))
+            .route("/subscribers/export.csv", web::get().to(readers::export_csv))
+            .route("/subscribers/{email}", web::delete().to(readers::erase)),
     );
 }
 

@@ -7,7 +7,9 @@ mod body;
 mod connections;
 mod error;
 mod pages;
+mod preferences;
 mod public;
+mod readers;
 mod suppressions;
 mod unsubscribe;
 mod webhooks;
@@ -55,6 +57,7 @@ pub use connections::{ConnectionCap, refuse_over_cap};
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     public::routes(cfg, limits);
     unsubscribe::routes(cfg);
+    preferences::routes(cfg);
     admin::routes(cfg);
     webhooks::routes(cfg);
 }

@@ -37,6 +37,7 @@ impl Pages {
             ("message", include_str!("pages/message.hbs")),
             ("confirm", include_str!("pages/confirm.hbs")),
             ("unsubscribe", include_str!("pages/unsubscribe.hbs")),
+            ("erase", include_str!("pages/erase.hbs")),
         ] {
             registry.register_template_string(name, src).map_err(Box::new)?;
         }
@@ -119,6 +120,11 @@ impl Pages {
         self.page(StatusCode::OK, "confirm", &json!({ "title": "Confirm your subscription", "token": token }))
     }
 
+    /// Asks the reader to confirm erasing their data.
+    pub fn erase(&self, action: &str) -> HttpResponse {
+        self.page(StatusCode::OK, "erase", &json!({ "title": "Erase your data", "action": action }))
+    }
+
     pub fn unsubscribe(&self, action: &str, list_name: &str, already: bool, other_lists: &[String]) -> HttpResponse {
         let data = json!({
             "title": format!("Unsubscribe from {list_name}"),
@@ -148,6 +154,7 @@ mod tests {
             pages.one_more_step(&lists, &SignupForm { checked: vec!["orthopedic".into()], ..Default::default() }),
             pages.unsubscribe("/unsubscribe/x", "Orthopedic", false, &["A".into(), "B".into()]),
             pages.unsubscribe("/unsubscribe/x", "Orthopedic", true, &[]),
+            pages.erase("/preferences/x/erase"),
         ] {
             assert_eq!(r.status(), StatusCode::OK);
         }

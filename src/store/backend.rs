@@ -14,6 +14,7 @@ pub(crate) mod sqlite {
     /// The other table families' query code for this backend.
     pub(crate) use crate::store::deliveries::sqlite as deliveries_sql;
     pub(crate) use crate::store::posts::sqlite as posts_sql;
+    pub(crate) use crate::store::signups::sqlite as signups_sql;
     pub(crate) use crate::store::subscriptions::sqlite as subscriptions_sql;
     pub(crate) use crate::store::suppressions::sqlite as suppressions_sql;
 
@@ -89,6 +90,7 @@ pub(crate) mod pg {
 
     pub(crate) use crate::store::deliveries::pg as deliveries_sql;
     pub(crate) use crate::store::posts::pg as posts_sql;
+    pub(crate) use crate::store::signups::pg as signups_sql;
     pub(crate) use crate::store::subscriptions::pg as subscriptions_sql;
     pub(crate) use crate::store::suppressions::pg as suppressions_sql;
 

@@ -46,9 +46,11 @@ macro_rules! on_backend {
 mod backend;
 pub mod deliveries;
 pub mod digests;
+pub mod imports;
 pub mod lists;
 pub mod outbox;
 pub mod posts;
+pub mod readers;
 mod schema;
 pub mod secrets;
 pub mod signups;

@@ -56,6 +56,15 @@ enum Reader {
     Known(i64),
 }
 
+/// A confirmation mail to queue: its reader, the name to apply when they
+/// confirm, the lists it confirms, and how long its link works.
+pub(crate) struct Confirmation<'a> {
+    pub subscriber_id: i64,
+    pub name: Option<&'a str>,
+    pub lists: Vec<i64>,
+    pub ttl: chrono::Duration,
+}
+
 /// Rows a group of signups will write, gathered so that each table gets
 /// one statement.
 #[derive(Default)]
@@ -355,14 +364,23 @@ per_backend! {
             }
         }
         subscriptions_sql::record_events(c, &events, "signup", now)?;
+        let confirmations: Vec<Confirmation<'_>> = confirmations
+            .iter()
+            .map(|(subscriber_id, req, lists)| Confirmation {
+                subscriber_id: *subscriber_id,
+                name: req.name.as_ref().map(SubscriberName::as_str),
+                lists: lists.clone(),
+                ttl: req.token_ttl,
+            })
+            .collect();
         issue_confirmations(c, &confirmations, now)
     }
 
     /// A confirmation token per reader, the lists it confirms, and the mail
     /// in the outbox.
-    fn issue_confirmations(
+    pub(crate) fn issue_confirmations(
         c: &mut Conn,
-        confirmations: &[(i64, &SignupRequest, Vec<i64>)],
+        confirmations: &[Confirmation<'_>],
         now: NaiveDateTime,
     ) -> QueryResult<()> {
         if confirmations.is_empty() {
@@ -370,13 +388,13 @@ per_backend! {
         }
         let rows: Vec<_> = confirmations
             .iter()
-            .map(|(subscriber_id, req, _)| {
+            .map(|conf| {
                 (
                     confirmation_tokens::public_id.eq(Signer::new_id()),
-                    confirmation_tokens::subscriber_id.eq(*subscriber_id),
-                    confirmation_tokens::name.eq(req.name.as_ref().map(SubscriberName::as_str)),
+                    confirmation_tokens::subscriber_id.eq(conf.subscriber_id),
+                    confirmation_tokens::name.eq(conf.name),
                     confirmation_tokens::created_at.eq(now),
-                    confirmation_tokens::expires_at.eq(now + req.token_ttl),
+                    confirmation_tokens::expires_at.eq(now + conf.ttl),
                 )
             })
             .collect();
@@ -387,7 +405,9 @@ per_backend! {
         let mut token_lists = Vec::new();
         let mut mails = Vec::new();
         for (token_id, subscriber_id) in tokens {
-            let Some((_, _, list_ids)) = confirmations.iter().find(|(s, _, _)| *s == subscriber_id) else {
+            let Some(Confirmation { lists: list_ids, .. }) =
+                confirmations.iter().find(|conf| conf.subscriber_id == subscriber_id)
+            else {
                 continue;
             };
             token_lists.extend(list_ids.iter().map(|&list_id| {

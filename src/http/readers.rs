@@ -1,0 +1,139 @@
+//! `/admin/subscribers`: CSV import and export, and erasing a reader
+//! (routes registered under the admin scope, behind its token).
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use mail_parser::MessageParser;
+use serde::Deserialize;
+
+use super::AppState;
+use super::body;
+use super::error::ApiError;
+use crate::author;
+use crate::domain::EmailAddress;
+use crate::portability::export::export;
+use crate::portability::formats::Format;
+use crate::portability::import::{ImportError, import};
+use crate::store::imports::ImportSettings;
+use crate::store::readers::ExportFilter;
+
+/// An uploaded CSV file, read whole (a million rows fit; the CLI streams).
+const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub(super) struct ImportQuery {
+    list: Option<String>,
+    format: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    send_confirmations: bool,
+}
+
+/// `POST /admin/subscribers/import?list=SLUG[&format=F][&dry_run=true]`:
+/// the body is the CSV file (`text/csv`), or a `multipart/form-data` upload
+/// whose first file part is.
+pub(super) async fn import_csv(
+    req: HttpRequest,
+    query: web::Query<ImportQuery>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
+    let list = author::known_list(&state.settings, "list", slug)?;
+    let format = query.format.clone().unwrap_or_else(|| "auto".into());
+    if !Format::NAMES.contains(&format.as_str()) {
+        return Err(ApiError::invalid("format", format!("use one of {}", Format::NAMES.join(", "))));
+    }
+    let raw = body::read_up_to(payload, state.settings.body_timeout() * 6, MAX_UPLOAD).await?;
+    let file = uploaded_file(&req, raw)?;
+    let settings = ImportSettings {
+        list: list.to_string(),
+        dry_run: query.dry_run,
+        send_confirmations: query.send_confirmations,
+        confirm_ttl: chrono::Duration::hours(i64::from(state.settings.confirm_token_ttl_hours)),
+        consent_version: state.settings.consent_version.clone(),
+    };
+    let open = move || Ok(std::io::Cursor::new(file.clone()));
+    match import(&state.store, settings, &format, open, |_| {}).await {
+        Ok(report) => {
+            if query.send_confirmations && !query.dry_run {
+                state.outbox_wake.notify_one();
+            }
+            tracing::info!(created = report.created, invalid = report.invalid, "subscribers imported");
+            Ok(HttpResponse::Ok().json(report))
+        }
+        Err(ImportError::File(why)) => Err(ApiError::invalid("file", why)),
+        Err(ImportError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The CSV bytes of the request: the body, or the first file part of a
+/// multipart upload (parsed by mail-parser, whose MIME parser reads
+/// `multipart/form-data` as any other multipart).
+fn uploaded_file(req: &HttpRequest, raw: Bytes) -> Result<Bytes, ApiError> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+        return Ok(raw);
+    }
+    let mut message = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
+    message.extend_from_slice(&raw);
+    let parsed = MessageParser::default()
+        .parse(&message)
+        .ok_or_else(|| ApiError::invalid("file", "the multipart upload could not be read"))?;
+    parsed
+        .parts
+        .iter()
+        .skip(1)
+        .find(|p| !p.is_multipart())
+        .map(|p| Bytes::copy_from_slice(p.contents()))
+        .ok_or_else(|| ApiError::invalid("file", "the upload holds no file"))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ExportQuery {
+    list: Option<String>,
+    status: Option<String>,
+}
+
+/// `GET /admin/subscribers/export.csv[?list=SLUG&status=S]`, streamed.
+pub(super) async fn export_csv(
+    query: web::Query<ExportQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let list = query.list.as_deref().map(|s| author::known_list(&state.settings, "list", s)).transpose()?;
+    let status = query.status.clone();
+    if status.as_deref().is_some_and(|s| !["confirmed", "pending", "unsubscribed", "suppressed"].contains(&s)) {
+        return Err(ApiError::invalid("status", "use confirmed, pending, unsubscribed or suppressed"));
+    }
+    let filter = ExportFilter { list: list.map(|l| l.to_string()), status };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = export(&store, filter, tx).await {
+            tracing::error!(error = %e, "export stopped");
+        }
+    });
+    let chunks = tokio_stream_of(rx).map(|chunk| Ok::<_, actix_web::Error>(Bytes::from(chunk)));
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", "attachment; filename=\"subscribers.csv\""))
+        .streaming(chunks))
+}
+
+fn tokio_stream_of(mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> impl futures_util::Stream<Item = Vec<u8>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// `DELETE /admin/subscribers/{email}`: erases the reader.
+pub(super) async fn erase(email: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let email = EmailAddress::parse(&email).map_err(|e| ApiError::invalid("email", e))?;
+    let Some(id) = state.store.reader_by_email(email.as_str().to_owned()).await? else {
+        return Err(ApiError::NotFound("no reader with that address".into()));
+    };
+    state.store.erase_reader(id).await?;
+    tracing::info!("reader erased");
+    Ok(HttpResponse::NoContent().finish())
+}
