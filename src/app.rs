@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use crate::bounce::imap::MailboxPoller;
 use crate::bounce::{Bounces, Tagger};
 use crate::config::Settings;
-use crate::dispatch::{DigestSender, OutboxSender, RateLimiter, SendContext};
+use crate::dispatch::{DigestSender, OutboxSender, RateLimiter, Scheduler, SendContext};
 use crate::domain::Signer;
 use crate::http::{self, AppState, Pages};
 use crate::mail::{Composer, Links, Mailer, Messages, Renderer};
@@ -74,7 +74,8 @@ impl Core {
         })
     }
 
-    /// Starts the outbox and digest senders (and the bounce mailbox poller); they stop when `stop` says so,
+    /// Starts the outbox and digest senders (the bounce mailbox poller and the
+    /// digest scheduler when configured); they stop when `stop` says so,
     /// after finishing the sends in flight.
     pub fn start_senders(&self, stop: &watch::Sender<bool>) -> Senders {
         let ctx = SendContext {
@@ -90,6 +91,10 @@ impl Core {
         let mut tasks = vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))];
         if let Some(poller) = &self.mailbox {
             tasks.push(tokio::spawn(poller.clone().run(stop.subscribe())));
+        }
+        let scheduler = Scheduler::new(self.store.clone(), Arc::clone(&self.settings), Arc::clone(&self.digest_wake));
+        if let Some(scheduler) = scheduler {
+            tasks.push(tokio::spawn(scheduler.run(stop.subscribe())));
         }
         Senders { tasks, mailer: Arc::clone(&self.mailer) }
     }

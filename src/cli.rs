@@ -148,6 +148,8 @@ pub enum DigestCommand {
     Resume { id: i64 },
     /// End a digest: what is still pending is never sent.
     Cancel { id: i64 },
+    /// Each scheduled list's next slots, and what the last ones did.
+    Schedule,
 }
 
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
@@ -311,6 +313,28 @@ async fn digest(core: Core, command: DigestCommand) -> anyhow::Result<()> {
             control(core.store.cancel_digest(id).await?, id, "cancelled")?;
             let s = core.store.digest_status(id).await?.context("no digest with that id")?;
             println!("digest {id} cancelled: {} messages will not be sent", s.cancelled);
+            Ok(())
+        }
+        DigestCommand::Schedule => {
+            let now = chrono::Utc::now();
+            let runs = core.store.schedule_runs(200).await?;
+            let mut any = false;
+            for list in &core.settings.lists {
+                let Some(Ok(schedule)) = list.schedule() else { continue };
+                any = true;
+                println!("{} \"{}\" ({}):", list.slug, schedule.spec(), schedule.timezone());
+                for slot in schedule.upcoming(now, 3) {
+                    println!("  next {}  ({} UTC)", slot.to_rfc3339(), slot.with_timezone(&chrono::Utc).to_rfc3339());
+                }
+                for run in runs.iter().filter(|r| r.list == list.slug.as_str()).take(5) {
+                    let digest = run.digest.map(|d| format!(", digest {d}")).unwrap_or_default();
+                    let outcome = run.outcome.as_deref().unwrap_or("running");
+                    println!("  last {} UTC: {outcome}{digest}", run.slot.and_utc().to_rfc3339());
+                }
+            }
+            if !any {
+                println!("no list has a schedule: add schedule = \"mon 08:00\" to a [[lists]] table");
+            }
             Ok(())
         }
         DigestCommand::Resume { id } => {

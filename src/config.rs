@@ -95,6 +95,11 @@ pub struct Settings {
     /// A feed's first pull or import for a list counts as new only posts
     /// published in the last this many days; older ones are stored as sent.
     pub feed_first_lookback_days: u32,
+    /// A scheduled slot missed while Tidings was down is sent at start when
+    /// it is less than this many hours old (once, never several).
+    pub schedule_grace_hours: u32,
+    /// How often the scheduler looks for a due slot.
+    pub schedule_poll_secs: u64,
     pub feed_allow_private_hosts: bool,
     pub log: String,
     pub lists: Vec<ListSettings>,
@@ -151,6 +156,19 @@ pub struct ListSettings {
     /// The blog's RSS or Atom feed for this list, for `tidings posts pull`.
     #[serde(default)]
     pub feed_url: Option<Url>,
+    /// When the digest goes out by itself: `"mon 08:00"`, `"daily 07:30"`
+    /// or a cron expression, in `timezone` (IANA; default UTC).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+impl ListSettings {
+    /// The list's schedule, when it has one (checked at start-up).
+    pub fn schedule(&self) -> Option<Result<crate::domain::Schedule, String>> {
+        self.schedule.as_deref().map(|spec| crate::domain::Schedule::parse(spec, self.timezone.as_deref()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -252,6 +270,8 @@ impl Default for Settings {
             name: name.into(),
             description: description.into(),
             feed_url: None,
+            schedule: None,
+            timezone: None,
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
@@ -303,6 +323,8 @@ impl Default for Settings {
             json_signups: true,
             feed_max_bytes: 5 * 1024 * 1024,
             feed_first_lookback_days: 7,
+            schedule_grace_hours: 6,
+            schedule_poll_secs: 30,
             feed_allow_private_hosts: false,
             log: "info".into(),
             dkim_selector: None,
@@ -403,6 +425,17 @@ impl Settings {
         }
         if self.lists.iter().filter_map(|l| l.feed_url.as_ref()).any(|u| !matches!(u.scheme(), "http" | "https")) {
             return fail("lists.feed_url", "must be an http:// or https:// URL");
+        }
+        for list in &self.lists {
+            if let Some(Err(why)) = list.schedule() {
+                return fail(&format!("lists.schedule of {}", list.slug), &why);
+            }
+            if list.timezone.is_some() && list.schedule.is_none() {
+                return fail(&format!("lists.timezone of {}", list.slug), "needs a schedule");
+            }
+        }
+        if self.schedule_poll_secs == 0 {
+            return fail("schedule_poll_secs (TIDINGS_SCHEDULE_POLL_SECS)", "must be at least 1");
         }
         if self.lists.iter().any(|l| l.name.trim().is_empty()) {
             return fail("lists.name", "every list needs a name");

@@ -5,10 +5,12 @@ mod digest;
 mod lease;
 mod outbox;
 mod rate;
+mod schedule;
 
 pub use digest::DigestSender;
 pub use outbox::OutboxSender;
 pub use rate::RateLimiter;
+pub use schedule::Scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,6 +5,7 @@ mod delivery;
 mod email;
 mod name;
 mod post;
+mod schedule;
 mod slug;
 mod suppression;
 mod text;
@@ -16,6 +17,7 @@ pub use name::{NameError, SubscriberName};
 pub use post::{
     MAX_SUMMARY, NewPost, PostError, PostTitle, PostUrl, digest_subject, parse_published_at, plain_text, truncate,
 };
+pub use schedule::Schedule;
 pub use slug::{ListSlug, SlugError};
 pub use suppression::{BounceKind, SuppressionReason, address_hash};
 pub use text::{is_shown, shown_only};

@@ -51,6 +51,7 @@ pub mod lists;
 pub mod outbox;
 pub mod posts;
 pub mod readers;
+pub mod schedules;
 mod schema;
 pub mod secrets;
 pub mod signups;

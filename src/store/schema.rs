@@ -171,6 +171,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    schedule_runs (list_id, slot) {
+        list_id -> BigInt,
+        slot -> Timestamp,
+        outcome -> Nullable<Text>,
+        digest_id -> Nullable<BigInt>,
+        started_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     digest_suppressed (digest_id) {
         digest_id -> BigInt,
         readers -> BigInt,
@@ -204,6 +214,7 @@ diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
 diesel::joinable!(digests -> lists (list_id));
 diesel::joinable!(digest_suppressed -> digests (digest_id));
+diesel::joinable!(schedule_runs -> lists (list_id));
 diesel::joinable!(digest_posts -> digests (digest_id));
 diesel::joinable!(digest_posts -> posts (post_id));
 diesel::joinable!(deliveries -> digests (digest_id));
@@ -227,4 +238,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     suppressions,
     bounce_events,
     digest_suppressed,
+    schedule_runs,
 );
