@@ -49,6 +49,10 @@ pub struct DigestSender {
     /// Whether each digest in hand may still be sent, and when that was
     /// read from the database.
     open: Arc<StdMutex<HashMap<i64, (bool, Instant)>>>,
+    /// The open digests, and when they were read: asked once per
+    /// `STATE_TTL` rather than in every claim (a claim is a few rows, and
+    /// one statement fewer each is measurable on PostgreSQL).
+    active: StdMutex<Option<(Vec<i64>, Instant)>>,
     held: Arc<Held>,
 }
 
@@ -61,7 +65,27 @@ impl DigestSender {
             prepared: StdMutex::new(HashMap::new()),
             preparing: Mutex::new(()),
             open: Arc::default(),
+            active: StdMutex::new(None),
             held,
+        }
+    }
+
+    /// The open digests, as the database said at most `STATE_TTL` ago.
+    async fn active_digests(&self) -> Vec<i64> {
+        if let Some((ids, at)) = lock(&self.active).as_ref() {
+            if at.elapsed() < STATE_TTL {
+                return ids.clone();
+            }
+        }
+        match self.ctx.store.open_digests().await {
+            Ok(ids) => {
+                *lock(&self.active) = Some((ids.clone(), Instant::now()));
+                ids
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the open digests; retrying");
+                Vec::new()
+            }
         }
     }
 
@@ -117,7 +141,8 @@ impl DigestSender {
                 _ = shutdown.changed() => break,
             };
             let claimed_at = Instant::now();
-            let jobs = match this.ctx.store.claim_deliveries(permits.len() as i64, lease).await {
+            let active = this.active_digests().await;
+            let jobs = match this.ctx.store.claim_deliveries(permits.len() as i64, lease, active).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim deliveries; retrying");
@@ -126,6 +151,8 @@ impl DigestSender {
             };
             if jobs.is_empty() {
                 drop(permits);
+                // Nothing to do: look again at which digests are open.
+                *lock(&this.active) = None;
                 if let Err(e) = this.ctx.store.finish_idle_digests().await {
                     tracing::warn!(error = %e, "could not close finished digests");
                 }

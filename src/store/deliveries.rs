@@ -132,20 +132,27 @@ struct Outcome<'a> {
 }
 
 per_backend! {
-    pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<DeliveryJob>> {
+    /// The digests senders work on. Few are open at once.
+    pub(crate) fn open_digests(c: &mut Conn) -> QueryResult<Vec<i64>> {
+        digests::table.filter(digests::status.eq_any(OPEN)).select(digests::id).load(c)
+    }
+
+    pub(crate) fn claim(
+        c: &mut Conn,
+        limit: i64,
+        lease: chrono::Duration,
+        active: &[i64],
+    ) -> QueryResult<Vec<DeliveryJob>> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
             relaxed_commit(c)?;
             // Paused and cancelled digests keep their pending deliveries,
-            // but nothing of theirs is claimed. Few digests are open at once.
-            let active: Vec<i64> = digests::table
-                .filter(digests::status.eq_any(OPEN))
-                .select(digests::id)
-                .load(c)?;
+            // but nothing of theirs is claimed: `active` are the open ones,
+            // as the caller read them a moment ago (`open_digests`).
             if active.is_empty() {
                 return Ok(Vec::new());
             }
-            let ids = due_delivery_ids(c, now, limit, &active)?;
+            let ids = due_delivery_ids(c, now, limit, active)?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -482,8 +489,19 @@ per_backend! {
 }
 
 impl Store {
-    pub async fn claim_deliveries(&self, limit: i64, lease: chrono::Duration) -> StoreResult<Vec<DeliveryJob>> {
-        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease))?)).await
+    /// Claims up to `limit` due deliveries of the digests in `active` (read
+    /// with `open_digests`: a digest paused since is caught before sending).
+    pub async fn claim_deliveries(
+        &self,
+        limit: i64,
+        lease: chrono::Duration,
+        active: Vec<i64>,
+    ) -> StoreResult<Vec<DeliveryJob>> {
+        self.write(move |conn| Ok(on_backend!(conn, self::claim(limit, lease, &active))?)).await
+    }
+
+    pub async fn open_digests(&self) -> StoreResult<Vec<i64>> {
+        self.read(|conn| Ok(on_backend!(conn, self::open_digests())?)).await
     }
 
     /// Records results; a digest whose last `breaker` finished sends all
