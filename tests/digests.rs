@@ -520,7 +520,9 @@ async fn two_senders_share_a_digest_without_duplicates(backend: Backend) {
 /// its readers, or it would never (or too early) be finished.
 async fn a_message_sent_twice_is_counted_once(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.smtp_concurrency = 4).await;
-    app.smtp.set_delay(Duration::from_millis(1500));
+    // Long enough that the second process claims and starts its copies while
+    // the first copies are still in flight (a finished digest sends nothing).
+    app.smtp.set_delay(Duration::from_millis(3000));
     app.db.seed_confirmed("orthopedic", "twice", 4);
     app.add_post("https://blog.example.org/twice", "Twice", &["orthopedic"]).await;
     let id = app.trigger_digest("orthopedic").await;

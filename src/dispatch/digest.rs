@@ -276,11 +276,20 @@ impl DigestSender {
 
     /// Whether the digest may still be sent (not paused or cancelled), as
     /// the database said at most `STATE_TTL` ago.
+    ///
+    /// One worker asks the database when the answer is stale; the others
+    /// meanwhile go by the last one (a digest is open when first met: it
+    /// was claimed from the open ones). Without this, every worker asked at
+    /// once each time the answer aged, one statement each.
     async fn is_open(&self, digest: i64) -> bool {
-        if let Some((open, at)) = lock(&self.open).get(&digest) {
-            if at.elapsed() < STATE_TTL {
-                return *open;
-            }
+        {
+            let mut states = lock(&self.open);
+            let last = match states.get(&digest) {
+                Some(&(open, at)) if at.elapsed() < STATE_TTL => return open,
+                Some(&(open, _)) => open,
+                None => true,
+            };
+            states.insert(digest, (last, Instant::now()));
         }
         match self.ctx.store.digest_state(digest).await {
             Ok(state) => {
