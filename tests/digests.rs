@@ -519,9 +519,16 @@ async fn two_senders_share_a_digest_without_duplicates(backend: Backend) {
 /// sent twice and recorded twice. The digest's counts must still add up to
 /// its readers, or it would never (or too early) be finished.
 async fn a_message_sent_twice_is_counted_once(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |s| s.smtp_concurrency = 4).await;
-    // Long enough that the second process claims and starts its copies while
-    // the first copies are still in flight (a finished digest sends nothing).
+    // The first process claims once (at the trigger) and does not look
+    // again while its copies are in flight, so that the rows whose leases
+    // the test clears are claimed by the second process, which sends them
+    // again while the first copies are still in flight (a finished digest
+    // sends nothing more).
+    let app = TestApp::spawn_with(backend, |s| {
+        s.smtp_concurrency = 4;
+        s.outbox_poll_ms = 60_000;
+    })
+    .await;
     app.smtp.set_delay(Duration::from_millis(3000));
     app.db.seed_confirmed("orthopedic", "twice", 4);
     app.add_post("https://blog.example.org/twice", "Twice", &["orthopedic"]).await;
