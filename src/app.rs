@@ -54,6 +54,7 @@ impl Core {
             composer: Composer::new(settings.mail_from.clone(), settings.mail_domain()),
             links: Links::new(settings.base_url.as_str(), signer.clone()),
             confirm_ttl_hours: settings.confirm_token_ttl_hours,
+            archived_lists: settings.lists.iter().filter(|l| l.archive).map(|l| l.slug.as_str().to_owned()).collect(),
         });
         let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
         let tagger = Tagger::new(signer.clone(), settings.bounce_address.clone());
@@ -143,6 +144,7 @@ impl Application {
             outbox_wake: Arc::clone(&core.outbox_wake),
             digest_wake: Arc::clone(&core.digest_wake),
             bounces: core.bounces.clone(),
+            api_keys: http::ApiKeys::new(core.settings.api_key_signups_per_minute),
         });
         let cap = http::ConnectionCap::new(core.settings.max_connections_per_ip, &core.settings.trusted_proxies);
         let server = HttpServer::new(move || {
@@ -164,14 +166,22 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM: the server stops accepting and finishes
-    /// its requests, then the senders finish the sends in flight.
+    /// Serves and sends until SIGINT/SIGTERM: the server stops accepting and
+    /// finishes its requests, then the senders finish the sends in flight.
     pub async fn run(self) -> anyhow::Result<()> {
+        self.serve(true).await
+    }
+
+    /// Serves; sends too when `dispatch` (else `tidings worker` processes
+    /// send what this one queues).
+    pub async fn serve(self, dispatch: bool) -> anyhow::Result<()> {
         let (stop, _) = watch::channel(false);
-        let senders = self.core.start_senders(&stop);
+        let senders = dispatch.then(|| self.core.start_senders(&stop));
         let served = self.server.await;
         let _ = stop.send(true);
-        senders.join().await?;
+        if let Some(senders) = senders {
+            senders.join().await?;
+        }
         served.context("HTTP server failed")
     }
 }

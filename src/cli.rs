@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod api_keys;
 mod bounces;
 mod subscribers;
 
@@ -12,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
+pub use self::api_keys::ApiKeysCommand;
 pub use self::bounces::{BouncesCommand, SuppressionsCommand};
 pub use self::subscribers::SubscribersCommand;
 use crate::app::{Application, Core};
@@ -33,12 +35,23 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web app and send mail in the background (the default).
-    Serve,
+    Serve {
+        /// Serve HTTP only; `tidings worker` processes send the mail
+        /// (queued in the database, so nothing waits for this process).
+        #[arg(long)]
+        no_dispatch: bool,
+    },
     /// Only send mail (confirmations and digests), no web server. Several
     /// workers can share one PostgreSQL database.
     Worker,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Print the effective configuration (defaults, file, environment) as
+    /// TOML, every secret shown as `***`.
+    Config,
+    /// Exit 0 when the server on `TIDINGS_LISTEN` answers `/health` with
+    /// 200 (its database is up), 1 otherwise: a container's health check.
+    Health,
     /// Add, import and list posts.
     #[command(subcommand)]
     Posts(PostsCommand),
@@ -57,6 +70,9 @@ pub enum Command {
     /// Import, export and erase readers.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
+    /// Keys for server-side signup clients (`Authorization: Bearer`).
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,11 +169,16 @@ pub enum DigestCommand {
 }
 
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    match cli.command.unwrap_or(Command::Serve { no_dispatch: false }) {
+        Command::Serve { no_dispatch } => {
             let app = Application::build(settings).await?;
-            tracing::info!(port = app.port(), "tidings is serving");
-            app.run().await
+            tracing::info!(port = app.port(), dispatch = !no_dispatch, "tidings is serving");
+            app.serve(!no_dispatch).await
+        }
+        Command::Health => health(&settings).await,
+        Command::Config => {
+            print!("{}", settings.to_redacted_toml().map_err(anyhow::Error::msg)?);
+            Ok(())
         }
         Command::Worker => worker(Core::open(settings).await?).await,
         Command::Migrate => {
@@ -171,6 +192,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Bounces(command) => bounces::bounces(Core::open(settings).await?, command).await,
         Command::Suppressions(command) => bounces::suppressions(Core::open(settings).await?, command).await,
         Command::Subscribers(command) => subscribers::subscribers(Core::open(settings).await?, command).await,
+        Command::ApiKeys(command) => api_keys::api_keys(Core::open(settings).await?, command).await,
     }
 }
 
@@ -210,6 +232,24 @@ fn print_import(r: &feed::ImportReport) {
         "{}: {} new, {} updated, {} unchanged, {} skipped{old}",
         r.list, r.created, r.updated, r.unchanged, r.skipped
     );
+}
+
+/// Asks the local server's `/health`, as a container's health check does.
+async fn health(settings: &Settings) -> anyhow::Result<()> {
+    let mut address = settings.listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{address}/health");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let res = client.get(&url).send().await.with_context(|| format!("no answer from {url}"))?;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {body}");
+    }
+    println!("{body}");
+    Ok(())
 }
 
 async fn worker(core: Core) -> anyhow::Result<()> {

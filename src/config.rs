@@ -9,12 +9,14 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use lettre::message::Mailbox;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::domain::ListSlug;
+use crate::redact;
 
-#[derive(Debug, Clone, Deserialize)]
+/// Its `Debug` and `Serialize` (`tidings config`) show every secret as `***`.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -23,17 +25,20 @@ pub struct Settings {
     pub database_pool_size: u32,
     pub mail_transport: MailTransportKind,
     pub mail_dir: PathBuf,
+    #[serde(serialize_with = "redact::url")]
     pub smtp_url: Url,
     /// A PEM file of certificates to trust for the SMTP server's TLS, beside
     /// the public roots (a relay with a private or self-signed certificate).
     pub smtp_ca_file: Option<PathBuf>,
-    #[serde(deserialize_with = "mailbox")]
+    #[serde(deserialize_with = "mailbox", serialize_with = "redact::display")]
     pub mail_from: Mailbox,
     /// Domain for `List-Id` and `Message-ID`; defaults to the base URL's host.
     pub mail_domain: Option<String>,
+    #[serde(serialize_with = "redact::secret")]
     pub admin_token: Option<String>,
     /// Key for the MAC in confirmation and unsubscribe links. When unset, a
     /// random key is created once and kept in the database.
+    #[serde(serialize_with = "redact::secret")]
     pub secret_key: Option<String>,
     pub confirmations_per_day: u32,
     pub confirm_token_ttl_hours: u32,
@@ -91,6 +96,13 @@ pub struct Settings {
     pub signup_answer_floor_ms: u64,
     /// Whether `POST /subscriptions` takes JSON (the API) besides the form.
     pub json_signups: bool,
+    /// Signups per minute one API key may make (`Authorization: Bearer`).
+    pub api_key_signups_per_minute: u32,
+    /// "Manage by email" requests (`POST /manage`) per client IP per minute;
+    /// each address also gets at most `confirmations_per_day` links a day.
+    pub manage_rate_per_minute: u32,
+    /// The blog's address: pages after a signup link back to it.
+    pub site_url: Option<Url>,
     pub feed_max_bytes: u64,
     /// A feed's first pull or import for a list counts as new only posts
     /// published in the last this many days; older ones are stored as sent.
@@ -102,6 +114,8 @@ pub struct Settings {
     pub schedule_poll_secs: u64,
     pub feed_allow_private_hosts: bool,
     pub log: String,
+    /// `text` (readable lines) or `json` (one object per line).
+    pub log_format: crate::telemetry::LogFormat,
     pub lists: Vec<ListSettings>,
     /// One DKIM key from the environment (`TIDINGS_DKIM_SELECTOR`,
     /// `TIDINGS_DKIM_KEY_FILE`, `TIDINGS_DKIM_DOMAIN`), signing beside any
@@ -114,16 +128,18 @@ pub struct Settings {
     /// Where bounces go (`bounces@news.example.org`): each message's
     /// envelope sender becomes `bounces+TAG@…`, TAG naming the delivery
     /// under a MAC (VERP). Unset: the envelope sender is the From address.
-    #[serde(deserialize_with = "optional_address")]
+    #[serde(deserialize_with = "optional_address", serialize_with = "redact::display_opt")]
     pub bounce_address: Option<lettre::Address>,
     /// Soft bounces of one address within `soft_bounce_days` that suppress it.
     pub soft_bounce_limit: u32,
     pub soft_bounce_days: u32,
     /// The shared secret of `POST /webhooks/bounces` (Bearer, or the
     /// password of Basic auth for providers that only put it in the URL).
+    #[serde(serialize_with = "redact::secret")]
     pub bounce_webhook_secret: Option<String>,
     /// A mailbox of bounce reports to read: `imaps://user:pass@host:993/INBOX`,
     /// or `imap://…` (STARTTLS required; `?tls=none` only for loopback tests).
+    #[serde(serialize_with = "redact::url_opt")]
     pub bounce_imap_url: Option<Url>,
     pub bounce_poll_secs: u64,
     /// A PEM file of certificates to trust for the IMAP server, beside the
@@ -137,7 +153,7 @@ pub struct Settings {
 
 /// One DKIM key: where it is published (`selector._domainkey.domain`) and
 /// the PEM file holding it. `domain` defaults to the From address's.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DkimSettings {
     pub selector: String,
@@ -146,7 +162,7 @@ pub struct DkimSettings {
     pub domain: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListSettings {
     pub slug: ListSlug,
@@ -162,6 +178,16 @@ pub struct ListSettings {
     pub schedule: Option<String>,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Send one welcome email when a reader confirms this list.
+    #[serde(default)]
+    pub welcome: bool,
+    /// Whether the list's sent digests are public at `/archive/{slug}`.
+    #[serde(default = "yes")]
+    pub archive: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ListSettings {
@@ -171,15 +197,16 @@ impl ListSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MailTransportKind {
     Smtp,
     File,
 }
 
-/// Which database to use, chosen from the URL's scheme.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which database to use, chosen from the URL's scheme. Shown (`Debug`,
+/// `Serialize`) without its password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
@@ -212,6 +239,45 @@ impl DatabaseUrl {
             Self::Sqlite(_) => "sqlite",
             Self::Postgres(_) => "postgres",
         }
+    }
+}
+
+impl DatabaseUrl {
+    /// The URL with its password, if any, as `***`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(_) => self.to_url(),
+            Self::Postgres(url) => Url::parse(url).map_or_else(|_| redact::HIDDEN.to_owned(), |u| redact::url_text(&u)),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// The settings as `tidings config` shows them: secrets redacted.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(shown) => write!(f, "Settings {shown}"),
+            Err(_) => f.write_str("Settings { … }"),
+        }
+    }
+}
+
+impl Settings {
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String, String> {
+        toml::to_string(self).map_err(|e| e.to_string())
     }
 }
 
@@ -272,6 +338,8 @@ impl Default for Settings {
             feed_url: None,
             schedule: None,
             timezone: None,
+            welcome: false,
+            archive: true,
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
@@ -321,12 +389,16 @@ impl Default for Settings {
             max_connections_per_ip: 128,
             signup_answer_floor_ms: 5,
             json_signups: true,
+            api_key_signups_per_minute: 600,
+            manage_rate_per_minute: 10,
+            site_url: None,
             feed_max_bytes: 5 * 1024 * 1024,
             feed_first_lookback_days: 7,
             schedule_grace_hours: 6,
             schedule_poll_secs: 30,
             feed_allow_private_hosts: false,
             log: "info".into(),
+            log_format: crate::telemetry::LogFormat::Text,
             dkim_selector: None,
             dkim_key_file: None,
             dkim_domain: None,
@@ -356,6 +428,11 @@ impl Default for Settings {
 pub struct ConfigError(String);
 
 impl Settings {
+    /// Slugs of the lists that send a welcome email.
+    pub fn welcome_lists(&self) -> Vec<String> {
+        self.lists.iter().filter(|l| l.welcome).map(|l| l.slug.as_str().to_owned()).collect()
+    }
+
     /// Reads defaults, then `TIDINGS_CONFIG`'s file, then `TIDINGS_*` variables.
     pub fn load() -> Result<Self, ConfigError> {
         let mut figment = Figment::new();
@@ -402,6 +479,9 @@ impl Settings {
         }
         if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") || self.smtp_url.host().is_none() {
             return fail("smtp_url (TIDINGS_SMTP_URL)", "must be smtp://HOST:PORT or smtps://HOST:PORT");
+        }
+        if self.site_url.as_ref().is_some_and(|u| !matches!(u.scheme(), "http" | "https")) {
+            return fail("site_url (TIDINGS_SITE_URL)", "must be an http:// or https:// URL");
         }
         if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("admin_token (TIDINGS_ADMIN_TOKEN)", "must be at least 16 characters");
@@ -569,6 +649,23 @@ mod tests {
         assert!(Settings::from_toml_str("trusted_proxies = \"nope\"").is_err());
         assert!(Settings::from_toml_str("allowed_origins = \"https://blog.example.org/path\"").is_err());
         assert!(Settings::from_toml_str("allowed_origins = \"https://blog.example.org\"").is_ok());
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let s = Settings {
+            admin_token: Some("admin-token-abcdefghijklmnop".into()),
+            secret_key: Some("secret-key-abcdefghijklmnopqrstuvwxyz0123".into()),
+            bounce_webhook_secret: Some("webhook-secret-abcdefgh".into()),
+            smtp_url: Url::parse("smtp://news:smtp-password-123@relay.example:587").unwrap(),
+            database_url: DatabaseUrl::Postgres("postgres://u:db-password-456@db.example/t".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        for secret in ["abcdefgh", "smtp-password-123", "db-password-456"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("smtp://news:***@relay.example:587"), "{shown}");
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod feed;
 pub mod http;
 pub mod mail;
 pub mod portability;
+mod redact;
 pub mod store;
 pub mod telemetry;

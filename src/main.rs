@@ -13,7 +13,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tidings::telemetry::init(&settings.log);
+    tidings::telemetry::init(&settings.log, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.sender_threads)
         .enable_all()

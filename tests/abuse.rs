@@ -408,7 +408,7 @@ async fn pages_carry_security_headers(backend: Backend) {
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{url}: {csp}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{url}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{url}");
         assert_eq!(h["x-frame-options"], "DENY", "{url}");
         assert!(h.contains_key("x-request-id"));
     }

@@ -329,7 +329,7 @@ async fn form_signup_works_without_javascript(backend: Backend) {
     let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
     let html = page.text().await.unwrap();
     assert!(html.contains("<label for=\"email\">"));
     assert!(html.contains("value=\"orthopedic\""));

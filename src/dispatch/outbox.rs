@@ -10,9 +10,9 @@ use super::lease::Held;
 use super::{SendContext, Verdict, after, verdict};
 use crate::bounce::Target;
 use crate::domain::FailureClass;
-use crate::store::outbox::{OutboxJob, OutboxResult};
+use crate::store::outbox::{OutboxJob, OutboxMail, OutboxResult};
 
-/// Delivers the outbox (confirmation emails). Wakes when a signup queues mail,
+/// Delivers the outbox (confirmations, welcomes, "manage" links). Wakes when a signup queues mail,
 /// and polls for retries that have come due.
 ///
 /// A round claims at most `smtp_concurrency` rows, sends them side by side
@@ -86,10 +86,13 @@ impl OutboxSender {
 
     async fn deliver(&self, job: OutboxJob) -> OutboxResult {
         let attempts = u32::try_from(job.attempts).unwrap_or(0);
-        let message = match &job.confirmation {
-            Some(confirmation) => self.ctx.messages.confirmation(&job.email, confirmation),
-            None => {
-                return OutboxResult::Failed { error: "unknown outbox kind".into() };
+        let message = match &job.mail {
+            OutboxMail::Confirmation(confirmation) => self.ctx.messages.confirmation(&job.email, confirmation),
+            OutboxMail::Welcome(welcome) => self.ctx.messages.welcome(&job.email, welcome),
+            OutboxMail::Manage(manage) => self.ctx.messages.manage(&job.email, manage),
+            OutboxMail::Unsendable(why) => {
+                tracing::info!(why, "outbox mail not sent");
+                return OutboxResult::Failed { error: format!("not sent: {why}") };
             }
         };
         let mut message = match message {
@@ -107,7 +110,7 @@ impl OutboxSender {
         }
         let result = self.ctx.mailer.send(&message).await;
         if self.ctx.mailer.is_file() {
-            if let Some(c) = &job.confirmation {
+            if let OutboxMail::Confirmation(c) = &job.mail {
                 // Development only: the .eml is on disk anyway, and this is
                 // the quickest way to click through a local signup.
                 tracing::info!(url = %self.ctx.messages.links.confirm_url(&c.token_public_id), "confirmation link");
@@ -126,15 +129,15 @@ impl OutboxSender {
             Verdict::Sent => {
                 // Routine, like each digest message: failures are what an
                 // operator needs at the default level.
-                tracing::debug!(message_id = %message.message_id, "confirmation sent");
+                tracing::debug!(message_id = %message.message_id, "outbox mail sent");
                 OutboxResult::Sent
             }
             Verdict::RetryAfter(delay, failure) => {
-                tracing::warn!(error = %failure.error, retry_in = ?delay, "confirmation not sent; will retry");
+                tracing::warn!(error = %failure.error, retry_in = ?delay, "outbox mail not sent; will retry");
                 OutboxResult::Retry { at: after(delay), error: failure.error }
             }
             Verdict::Failed(failure) => {
-                tracing::error!(error = %failure.error, class = %failure.class, "confirmation failed for good");
+                tracing::error!(error = %failure.error, class = %failure.class, "outbox mail failed for good");
                 OutboxResult::Failed { error: failure.error }
             }
         }

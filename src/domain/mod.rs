@@ -1,6 +1,7 @@
 //! Pure types with no I/O. Each one parses untrusted input or refuses it, so the
 //! rest of the program never holds an invalid value.
 
+mod api_key;
 mod delivery;
 mod email;
 mod name;
@@ -11,6 +12,7 @@ mod suppression;
 mod text;
 mod token;
 
+pub use api_key::ApiKeySecret;
 pub use delivery::{DeliveryStatus, DigestState, FailureClass, SmtpStage};
 pub use email::{EmailAddress, EmailError, is_dns_label};
 pub use name::{NameError, SubscriberName};

@@ -73,6 +73,8 @@ pub struct Limits {
     pub signup_on: bool,
     pub confirm: Limit,
     pub confirm_on: bool,
+    pub manage: Limit,
+    pub manage_on: bool,
 }
 
 impl Limits {
@@ -82,6 +84,8 @@ impl Limits {
             signup_on: settings.signup_rate_per_minute > 0,
             confirm: per_minute(settings.confirm_rate_per_minute, ip)?,
             confirm_on: settings.confirm_rate_per_minute > 0,
+            manage: per_minute(settings.manage_rate_per_minute, ip)?,
+            manage_on: settings.manage_rate_per_minute > 0,
         })
     }
 }

@@ -11,9 +11,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::body;
 use super::error::ApiError;
+use super::{AppState, get};
 use super::{readers, suppressions};
 use crate::author::{self, PostInput, Preview, PreviewError};
 use crate::config::Settings;
@@ -26,22 +26,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .wrap(from_fn(require_token))
-            .route("/lists", web::get().to(lists))
+            .route("/lists", get().to(lists))
             .route("/posts", web::post().to(add_post))
-            .route("/posts", web::get().to(posts))
+            .route("/posts", get().to(posts))
             .route("/posts/pull", web::post().to(pull))
             .route("/digests", web::post().to(trigger))
-            .route("/digests", web::get().to(digests))
-            .route("/digests/preview", web::get().to(preview))
-            .route("/digests/{id}", web::get().to(digest))
+            .route("/digests", get().to(digests))
+            .route("/digests/preview", get().to(preview))
+            .route("/digests/{id}", get().to(digest))
             .route("/digests/{id}/pause", web::post().to(pause))
             .route("/digests/{id}/resume", web::post().to(resume))
             .route("/digests/{id}/cancel", web::post().to(cancel))
-            .route("/suppressions", web::get().to(suppressions::list))
+            .route("/suppressions", get().to(suppressions::list))
             .route("/suppressions", web::post().to(suppressions::add))
             .route("/suppressions/{email}", web::delete().to(suppressions::remove))
             .route("/subscribers/import", web::post().to(readers::import_csv))
-            .route("/subscribers/export.csv", web::get().to(readers::export_csv))
+            .route("/subscribers/export.csv", get().to(readers::export_csv))
             .route("/subscribers/{email}", web::delete().to(readers::erase)),
     );
 }
@@ -189,7 +189,14 @@ async fn preview(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Re
     let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
     let list = known_list(&state, "list", slug)?;
     match author::preview(&state.store, &state.messages, list).await {
-        Ok(Preview::Html(html)) => Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)),
+        // The email's own inline styles, and nothing else, may apply.
+        Ok(Preview::Html(html)) => Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'",
+            ))
+            .body(html)),
         Ok(Preview::NoNewPosts) => Err(ApiError::Conflict("no new posts in this list since its last digest".into())),
         Err(PreviewError::Store(e)) => Err(e.into()),
         Err(PreviewError::Render(e)) => {

@@ -3,9 +3,13 @@
 
 mod abuse;
 mod admin;
+mod api_keys;
+mod archive;
+mod assets;
 mod body;
 mod connections;
 mod error;
+mod manage;
 mod pages;
 mod preferences;
 mod public;
@@ -48,9 +52,11 @@ pub struct AppState {
     pub outbox_wake: Arc<Notify>,
     pub digest_wake: Arc<Notify>,
     pub bounces: Bounces,
+    pub api_keys: ApiKeys,
 }
 
 pub use abuse::{ClientIp, Limits};
+pub use api_keys::ApiKeys;
 pub use connections::{ConnectionCap, refuse_over_cap};
 
 /// Registers every route.
@@ -58,18 +64,27 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     public::routes(cfg, limits);
     unsubscribe::routes(cfg);
     preferences::routes(cfg);
+    manage::routes(cfg, limits);
+    archive::routes(cfg);
+    assets::routes(cfg);
     admin::routes(cfg);
     webhooks::routes(cfg);
+}
+
+/// A route for `GET` that answers `HEAD` too (uptime monitors ask with
+/// `HEAD`; the server sends the same headers without the body).
+pub fn get() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 pub fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Referrer-Policy", "same-origin"))
         .add(("X-Frame-Options", "DENY"))
 }
 

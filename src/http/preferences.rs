@@ -1,34 +1,156 @@
-//! A reader's own data from their email link (GDPR): download it as JSON,
-//! or erase it after saying so twice. The link's token is the one in every
-//! email's unsubscribe link (one reader, signed).
+//! The reader's preference page, from the link in every email's footer:
+//! every list with its state, join or leave one, leave all, change the
+//! name, download or erase their data (GDPR). The link's token is the one in
+//! the email's unsubscribe link (one of the reader's subscriptions, signed),
+//! and it is the only credential: whoever holds the email holds the page.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::AppState;
 use super::body::{self, Kind};
 use super::error::ApiError;
-use crate::domain::TokenKind;
+use super::pages::PreferencesView;
+use super::{AppState, evidence, get};
+use crate::domain::{SubscriberName, TokenKind};
+use crate::store::preferences::JoinOutcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/preferences/{token}/export", web::get().to(export))
-        .route("/preferences/{token}/erase", web::get().to(erase_page))
+    cfg.route("/preferences/{token}", get().to(page))
+        .route("/preferences/{token}", web::post().to(change))
+        .route("/preferences/{token}/export", get().to(export))
+        .route("/preferences/{token}/erase", get().to(erase_page))
         .route("/preferences/{token}/erase", web::post().to(erase));
 }
 
-fn unknown_link(state: &AppState) -> HttpResponse {
+/// The answer to a link that is forged, cut short, or whose reader is gone.
+pub(super) fn link_does_not_work(state: &AppState, title: &str) -> HttpResponse {
     state.pages.message(
         StatusCode::NOT_FOUND,
-        "This link does not work",
-        &["It may have been cut short when it was copied. Use the link from the bottom of any of our emails."],
-        None,
+        title,
+        &[
+            "It may have been cut short when it was copied. Use the link from the bottom of any of our emails.",
+            "No email at hand? We can send you a new link.",
+        ],
+        Some(("/manage", "Email me a link to my preferences")),
     )
+}
+
+fn unknown_link(state: &AppState) -> HttpResponse {
+    link_does_not_work(state, "This link does not work")
 }
 
 /// The reader the link belongs to, or `None` for a forged or unknown one.
 async fn reader(state: &AppState, token: &str) -> Result<Option<i64>, ApiError> {
     let Ok(id) = state.signer.verify(TokenKind::Unsubscribe, token) else { return Ok(None) };
     Ok(state.store.reader_of_link(id).await?)
+}
+
+/// The page as it stands now, with what the last change did.
+async fn show(
+    state: &AppState,
+    action: &str,
+    subscriber_id: i64,
+    status: StatusCode,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(prefs) = state.store.preferences(subscriber_id).await? else { return Ok(unknown_link(state)) };
+    // Only configured lists: one removed from the configuration is not offered.
+    let mut prefs = prefs;
+    prefs.lists.retain(|l| state.settings.lists.iter().any(|c| c.slug.as_str() == l.slug));
+    Ok(state.pages.preferences(&PreferencesView { status, action, prefs: &prefs, notice, error }))
+}
+
+/// `GET /preferences/{token}`.
+async fn page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(id) = reader(&state, &token).await? else { return Ok(unknown_link(&state)) };
+    show(&state, req.path(), id, StatusCode::OK, None, None).await
+}
+
+/// A change from the page, as its form sends it.
+enum Change {
+    Join(String),
+    Leave(String),
+    LeaveAll,
+    Rename(Option<SubscriberName>),
+}
+
+fn parse_change(pairs: &[(String, String)], state: &AppState) -> Result<Change, String> {
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let list = || -> Result<String, String> {
+        let wanted = field("list").unwrap_or("");
+        crate::author::known_list(&state.settings, "list", wanted)
+            .map(|slug| slug.as_str().to_owned())
+            .map_err(|e| e.message)
+    };
+    match field("action").unwrap_or("") {
+        "join" => Ok(Change::Join(list()?)),
+        "leave" => Ok(Change::Leave(list()?)),
+        "leave_all" => Ok(Change::LeaveAll),
+        "name" => SubscriberName::parse_optional(field("name")).map(Change::Rename).map_err(|e| e.to_string()),
+        other => Err(format!("unknown action {other:?}: use the buttons on this page")),
+    }
+}
+
+fn list_name(state: &AppState, slug: &str) -> String {
+    state.settings.lists.iter().find(|l| l.slug.as_str() == slug).map_or(slug, |l| l.name.as_str()).to_owned()
+}
+
+/// `POST /preferences/{token}`: one change, answered by the page again with
+/// a line saying what changed. Each change is a consent record.
+async fn change(
+    req: HttpRequest,
+    token: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(id) = reader(&state, &token).await? else { return Ok(unknown_link(&state)) };
+    let body = body::read(payload, state.settings.body_timeout()).await?;
+    if body::kind(&req) != Kind::Form {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let change = match parse_change(&body::form_pairs(&body), &state) {
+        Ok(change) => change,
+        Err(why) => return show(&state, req.path(), id, StatusCode::BAD_REQUEST, None, Some(why)).await,
+    };
+    let evidence = evidence(&req, &state, "preferences");
+    let notice = match change {
+        Change::Join(slug) => {
+            let name = list_name(&state, &slug);
+            match state.store.join_list(id, slug, evidence, state.settings.welcome_lists()).await? {
+                JoinOutcome::Joined => {
+                    state.outbox_wake.notify_one();
+                    format!("You joined {name}. Its next email comes to this address.")
+                }
+                JoinOutcome::AlreadyThere => format!("You already receive {name}."),
+                JoinOutcome::NeedsConfirmation => {
+                    let why = "Confirm your address first, with the link in the confirmation email we sent you; then you can join more newsletters here.";
+                    return show(&state, req.path(), id, StatusCode::CONFLICT, None, Some(why.into())).await;
+                }
+                JoinOutcome::UnknownList => return Ok(unknown_link(&state)),
+            }
+        }
+        Change::Leave(slug) => {
+            let name = list_name(&state, &slug);
+            state.store.leave_lists(id, Some(slug), evidence).await?;
+            format!("You left {name}. You will get no more emails from it.")
+        }
+        Change::LeaveAll => {
+            state.store.leave_lists(id, None, evidence).await?;
+            "You left every newsletter. You will get no more emails from us.".to_owned()
+        }
+        Change::Rename(name) => {
+            let greeting = name.as_ref().map(|n| format!("Emails now greet you as {n}.", n = n.as_str()));
+            state.store.rename_reader(id, name.map(|n| n.as_str().to_owned()), evidence).await?;
+            greeting.unwrap_or_else(|| "Emails now greet you without a name.".to_owned())
+        }
+    };
+    tracing::info!("preferences changed");
+    show(&state, req.path(), id, StatusCode::OK, Some(notice), None).await
 }
 
 /// `GET /preferences/{token}/export`: everything kept about the reader.

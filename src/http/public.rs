@@ -9,35 +9,76 @@ use actix_governor::Governor;
 use actix_web::http::Method;
 use actix_web::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
-    CACHE_CONTROL, HeaderValue, ORIGIN, VARY,
+    AUTHORIZATION, CACHE_CONTROL, HeaderValue, ORIGIN, VARY,
 };
 use actix_web::middleware::Condition;
 
 use super::abuse::{self, FillCheck, Limits};
+use super::api_keys::{self, KeyCheck, Presented};
 use super::body::{self, Kind};
 use super::error::ApiError;
 use super::pages::SignupForm;
-use super::{AppState, evidence};
+use super::{AppState, evidence, get};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
 use crate::store::signups::{SignupOutcome, SignupRequest};
 use crate::store::subscriptions::ConfirmOutcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
-    cfg.route("/", web::get().to(signup_form))
+    cfg.route("/", get().to(signup_form))
+        .route("/privacy", get().to(privacy))
+        .route("/embed", get().to(embed))
+        // A keyed signup is limited per key (in the handler), not per IP: a
+        // blog's backend signs everyone up from one address.
+        .service(
+            web::resource("/subscriptions")
+                .guard(actix_web::guard::fn_guard(|ctx| ctx.head().headers().contains_key(AUTHORIZATION)))
+                .route(web::post().to(subscribe)),
+        )
         .service(
             web::resource("/subscriptions")
                 .wrap(Condition::new(limits.signup_on, Governor::new(&limits.signup)))
                 .route(web::post().to(subscribe))
                 .route(web::method(Method::OPTIONS).to(preflight)),
         )
-        .route("/subscriptions/form-token", web::get().to(form_token))
-        .route("/subscriptions/confirm", web::get().to(confirm_page))
+        .route("/subscriptions/form-token", get().to(form_token))
+        .route("/subscriptions/confirm", get().to(confirm_page))
         .service(
             web::resource("/subscriptions/confirm")
                 .wrap(Condition::new(limits.confirm_on, Governor::new(&limits.confirm)))
                 .route(web::post().to(confirm)),
         )
-        .route("/health", web::get().to(health));
+        .route("/health", get().to(health));
+}
+
+async fn privacy(state: web::Data<AppState>) -> HttpResponse {
+    state.pages.privacy(state.settings.confirm_token_ttl_hours)
+}
+
+/// `GET /embed?lists=a,b`: the signup form as a snippet to paste into the
+/// blog (see `embed`).
+async fn embed(query: web::Query<EmbedQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut lists = Vec::new();
+    for wanted in query.lists.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        lists.push(crate::author::known_list(&state.settings, "lists", wanted)?);
+    }
+    let chosen: Vec<&crate::config::ListSettings> = if lists.is_empty() {
+        state.settings.lists.iter().collect()
+    } else {
+        state.settings.lists.iter().filter(|l| lists.contains(&l.slug)).collect()
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .body(state.pages.embed(
+            state.settings.base_url.as_str(),
+            state.settings.site_url.as_ref().map_or("your blog", |u| u.as_str()),
+            &chosen,
+        )))
+}
+
+#[derive(Deserialize)]
+struct EmbedQuery {
+    lists: Option<String>,
 }
 
 async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
@@ -162,6 +203,14 @@ async fn subscribe(
     Ok(answer)
 }
 
+/// 401 for a bearer that is not a live API key.
+fn key_refused(why: &str) -> HttpResponse {
+    HttpResponse::Unauthorized().insert_header(("WWW-Authenticate", "Bearer")).json(json!({
+        "error": format!("{why}: create one with `tidings api-keys create --name NAME`, or sign up without Authorization and with a form_token"),
+        "field": "Authorization",
+    }))
+}
+
 /// Why a signup's form token did not pass.
 enum TokenProblem {
     Check(&'static str),
@@ -199,8 +248,31 @@ fn token_refused(state: &AppState, raw: &RawSignup, source: SignupSource, proble
 
 async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
     if !abuse::origin_allowed(req.headers(), &state.settings) {
+        if body::kind(req) == Kind::Form {
+            return Ok(state.pages.message(
+                StatusCode::FORBIDDEN,
+                "Signups from that site are not accepted",
+                &["The form you used is on a site this newsletter does not take signups from. Sign up on our own page instead."],
+                Some(("/", "Go to the signup form")),
+            ));
+        }
         return Ok(HttpResponse::Forbidden().json(json!({ "error": "signups from this site are not accepted" })));
     }
+    // A key is checked before the body is read: a wrong one costs nothing.
+    let keyed = match api_keys::presented(req) {
+        Presented::None => None,
+        Presented::Malformed => return Ok(key_refused("Authorization is not an API key of this service")),
+        Presented::Key(key) => match state.api_keys.check(&state.store, &key).await? {
+            KeyCheck::Allowed { name } => Some(name),
+            KeyCheck::Unknown => return Ok(key_refused("this API key is unknown or revoked")),
+            KeyCheck::Limited(wait) => {
+                let secs = wait.as_secs().max(1);
+                return Ok(HttpResponse::TooManyRequests().insert_header(("Retry-After", secs.to_string())).json(
+                    json!({ "error": format!("this API key made too many signups; try again in {secs} seconds") }),
+                ));
+            }
+        },
+    };
     let kind = body::kind(req);
     let body = body::read(payload, state.settings.body_timeout()).await?;
     let (raw, source) = match kind {
@@ -223,7 +295,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
                 "If the address can receive our newsletters, an email is on its way with a link to confirm your subscription.",
                 "Nothing will be sent to you until you confirm. If nothing arrives within a few minutes, look in your spam folder.",
             ],
-            None,
+            state.settings.site_url.as_ref().map(|u| (u.as_str(), "Back to the blog")),
         ),
     }
     };
@@ -254,8 +326,11 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     };
     // Every way in is held to the fill time, or bots would post JSON, or
     // claim the blog's origin, to skip it.
-    let form_nonce = match abuse::fill_check(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms)
-    {
+    let fill = match &keyed {
+        Some(_) => FillCheck::Off,
+        None => abuse::fill_check(&state.signer, raw.form_token.as_deref(), state.settings.form_min_fill_ms),
+    };
+    let form_nonce = match fill {
         FillCheck::Off => None,
         FillCheck::Person { nonce } => Some(nonce),
         FillCheck::Failed(why) => {
@@ -280,7 +355,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
             form_nonce,
         })
         .await?;
-    tracing::info!(email = %redacted, ?outcome, "signup");
+    tracing::info!(email = %redacted, ?outcome, key = keyed.as_deref(), "signup");
     if outcome == SignupOutcome::FormTokenUsed {
         return Ok(token_refused(state, &raw, source, TokenProblem::Used));
     }
@@ -331,8 +406,12 @@ async fn confirm(
             ));
         }
     };
-    let outcome = state.store.confirm(id, evidence(&req, &state, "link")).await?;
+    let outcome = state.store.confirm(id, evidence(&req, &state, "link"), state.settings.welcome_lists()).await?;
     tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
+    if matches!(outcome, ConfirmOutcome::Confirmed { .. }) {
+        // A welcome email may be queued.
+        state.outbox_wake.notify_one();
+    }
     Ok(match outcome {
         ConfirmOutcome::AlreadyConfirmed { lists, left } if !left.is_empty() => {
             let left = format!("This link was used before, and you have since left {}.", left.join(" and "));
@@ -353,7 +432,7 @@ async fn confirm(
                     &format!("Thank you! You will receive {joined} at this address."),
                     "Every email has a link to unsubscribe whenever you like.",
                 ],
-                None,
+                state.settings.site_url.as_ref().map(|u| (u.as_str(), "Back to the blog")),
             )
         }
         ConfirmOutcome::Expired => invalid_link(

@@ -6,20 +6,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{self, Kind};
 use super::error::ApiError;
-use super::{AppState, evidence};
+use super::{AppState, evidence, get};
 use crate::domain::TokenKind;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/unsubscribe/{token}", web::get().to(page)).route("/unsubscribe/{token}", web::post().to(unsubscribe));
+    cfg.route("/unsubscribe/{token}", get().to(page)).route("/unsubscribe/{token}", web::post().to(unsubscribe));
 }
 
 fn unknown_link(state: &AppState) -> HttpResponse {
-    state.pages.message(
-        StatusCode::NOT_FOUND,
-        "This unsubscribe link does not work",
-        &["It may have been cut short when it was copied. Use the link from the bottom of any of our emails."],
-        None,
-    )
+    super::preferences::link_does_not_work(state, "This unsubscribe link does not work")
 }
 
 /// A GET only shows the page: link scanners fetch every URL in an email.

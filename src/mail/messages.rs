@@ -7,7 +7,8 @@ use super::stencil::{Markers, Personal, Pieces, Stencil};
 use super::{ComposeError, Composer, Outgoing, RenderError, Rendered, Renderer};
 use crate::domain::{Signer, TokenKind};
 use crate::store::digests::DigestContent;
-use crate::store::outbox::ConfirmationJob;
+use crate::store::outbox::{ConfirmationJob, ManageJob, WelcomeJob};
+use crate::store::posts::PostRow;
 
 /// Builds the public links inside emails. Tokens are signed here and only
 /// here: the database never holds a usable token.
@@ -27,7 +28,24 @@ impl Links {
     }
 
     pub fn unsubscribe_url(&self, unsubscribe_id: &str) -> String {
-        format!("{}/unsubscribe/{}", self.base_url, self.signer.sign(TokenKind::Unsubscribe, unsubscribe_id))
+        self.reader_links(unsubscribe_id).0
+    }
+
+    /// The reader's preference page: the same token as their unsubscribe
+    /// link (one subscription of theirs, signed) under another path.
+    pub fn preferences_url(&self, unsubscribe_id: &str) -> String {
+        self.reader_links(unsubscribe_id).1
+    }
+
+    /// Both of a reader's links, signed once.
+    pub fn reader_links(&self, unsubscribe_id: &str) -> (String, String) {
+        let token = self.signer.sign(TokenKind::Unsubscribe, unsubscribe_id);
+        (format!("{}/unsubscribe/{token}", self.base_url), format!("{}/preferences/{token}", self.base_url))
+    }
+
+    /// A digest's public page, for "view in browser".
+    pub fn archive_url(&self, slug: &str, digest: i64) -> String {
+        format!("{}/archive/{slug}/{digest}", self.base_url)
     }
 
     pub fn home(&self) -> &str {
@@ -51,6 +69,8 @@ pub struct Messages {
     pub composer: Composer,
     pub links: Links,
     pub confirm_ttl_hours: u32,
+    /// Slugs of the lists whose digests are public (a "view in browser" link).
+    pub archived_lists: Vec<String>,
 }
 
 impl Messages {
@@ -66,9 +86,10 @@ impl Messages {
             ttl_hours: u32,
             footer_reason: String,
             unsubscribe_url: String,
+            preferences_url: String,
         }
         let first = job.lists.first().ok_or(MessageError::NoLists)?;
-        let unsubscribe_url = self.links.unsubscribe_url(&first.unsubscribe_id);
+        let (unsubscribe_url, preferences_url) = self.links.reader_links(&first.unsubscribe_id);
         let data = Data {
             subject: "Please confirm your subscription",
             lists: job.lists.iter().map(|l| l.name.as_str()).collect(),
@@ -79,11 +100,74 @@ impl Messages {
                 self.links.home()
             ),
             unsubscribe_url: unsubscribe_url.clone(),
+            preferences_url,
         };
         let rendered = self.renderer.render("confirmation", &data)?;
         let headers = ListHeaders { name: &first.name, slug: &first.slug, unsubscribe_url: &unsubscribe_url };
         Ok(self.composer.compose(to, None, &rendered, Some(headers))?)
     }
+
+    /// The welcome to one list, sent once when a reader confirms it.
+    pub fn welcome(&self, to: &str, job: &WelcomeJob) -> Result<Outgoing, MessageError> {
+        let (unsubscribe_url, preferences_url) = self.links.reader_links(&job.list.unsubscribe_id);
+        let data = serde_json::json!({
+            "subject": format!("Welcome to {}", job.list.name),
+            "list_name": job.list.name,
+            "name": job.name,
+            "one_post": job.posts.len() == 1,
+            "posts": post_data(&job.posts),
+            "footer_reason": format!(
+                "You get this email because you subscribed to {} at {}.",
+                job.list.name,
+                self.links.home()
+            ),
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": preferences_url,
+        });
+        let rendered = self.renderer.render("welcome", &data)?;
+        let headers = ListHeaders { name: &job.list.name, slug: &job.list.slug, unsubscribe_url: &unsubscribe_url };
+        Ok(self.composer.compose(to, job.name.as_deref(), &rendered, Some(headers))?)
+    }
+
+    /// The link to a reader's preference page, asked for at `/manage`. Like
+    /// the confirmation, it repeats nothing from the request.
+    pub fn manage(&self, to: &str, job: &ManageJob) -> Result<Outgoing, MessageError> {
+        let (unsubscribe_url, preferences_url) = self.links.reader_links(&job.unsubscribe_id);
+        let data = serde_json::json!({
+            "subject": "Your newsletter preferences",
+            "lists": job.lists,
+            "footer_reason": format!(
+                "You get this email because a link to manage this address's newsletters was asked for at {}.",
+                self.links.home()
+            ),
+            "unsubscribe_url": unsubscribe_url,
+            "preferences_url": preferences_url,
+        });
+        let rendered = self.renderer.render("manage", &data)?;
+        Ok(self.composer.compose(to, None, &rendered, None)?)
+    }
+}
+
+/// Posts as the email templates show them.
+fn post_data(posts: &[PostRow]) -> Vec<serde_json::Value> {
+    posts
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "title": p.title,
+                "url": p.url,
+                "summary": p.summary,
+                "published": p.published_at.format("%-d %B %Y").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A reader's two links in a digest (or the stand-ins for them).
+#[derive(Debug, Clone, Copy)]
+struct ReaderLinks<'a> {
+    unsubscribe: &'a str,
+    preferences: &'a str,
 }
 
 /// A digest rendered once, personalised per reader by `Messages::digest_for`.
@@ -110,14 +194,23 @@ struct Variant {
 enum BodySlot {
     Name,
     Unsubscribe,
+    Preferences,
 }
 
-fn fill(pieces: &Pieces<BodySlot>, name: &str, unsubscribe_url: &str) -> String {
-    let mut out = String::with_capacity(pieces.text_len() + 128);
+/// A reader's values for the body slots, raw or HTML-escaped as the part needs.
+struct SlotValues<'a> {
+    name: &'a str,
+    unsubscribe: &'a str,
+    preferences: &'a str,
+}
+
+fn fill(pieces: &Pieces<BodySlot>, values: &SlotValues<'_>) -> String {
+    let mut out = String::with_capacity(pieces.text_len() + 192);
     pieces.fill_into(&mut out, |slot, out| {
         out.push_str(match slot {
-            BodySlot::Name => name,
-            BodySlot::Unsubscribe => unsubscribe_url,
+            BodySlot::Name => values.name,
+            BodySlot::Unsubscribe => values.unsubscribe,
+            BodySlot::Preferences => values.preferences,
         })
     });
     out
@@ -131,16 +224,35 @@ impl Messages {
         // digest (ASCII letters and digits, which escaping leaves alone), so
         // no post, feed or name can hold one.
         let stand_in = Markers::random();
-        let slots = [(stand_in.name.as_str(), BodySlot::Name), (stand_in.unsubscribe.as_str(), BodySlot::Unsubscribe)];
+        let slots = [
+            (stand_in.name.as_str(), BodySlot::Name),
+            (stand_in.unsubscribe.as_str(), BodySlot::Unsubscribe),
+            (stand_in.preferences.as_str(), BodySlot::Preferences),
+        ];
         let (list_name, list_slug) = (content.list.name.clone(), content.list.slug.clone());
+        let links = ReaderLinks { unsubscribe: &stand_in.unsubscribe, preferences: &stand_in.preferences };
         let variant = |name: Option<&str>| -> Result<(Variant, String), MessageError> {
-            let rendered = self.renderer.render("digest", &self.digest_data(content, name, &stand_in.unsubscribe))?;
+            let rendered = self.renderer.render("digest", &self.digest_data(content, name, links))?;
             let (html, text) = (Pieces::cut(&rendered.html, &slots), Pieces::cut(&rendered.text, &slots));
             let markers = Markers::random();
             let marked = Rendered {
                 subject: rendered.subject.clone(),
-                html: fill(&html, &markers.name_html, &markers.unsubscribe_html),
-                text: fill(&text, &markers.name, &markers.unsubscribe),
+                html: fill(
+                    &html,
+                    &SlotValues {
+                        name: &markers.name_html,
+                        unsubscribe: &markers.unsubscribe_html,
+                        preferences: &markers.preferences_html,
+                    },
+                ),
+                text: fill(
+                    &text,
+                    &SlotValues {
+                        name: &markers.name,
+                        unsubscribe: &markers.unsubscribe,
+                        preferences: &markers.preferences,
+                    },
+                ),
             };
             let headers = ListHeaders { name: &list_name, slug: &list_slug, unsubscribe_url: &markers.unsubscribe };
             let stencil = self.composer.stencil(&marked, headers, &markers)?;
@@ -153,23 +265,16 @@ impl Messages {
 
     /// The HTML a reader gets, for previews (no name, a sample unsubscribe link).
     pub fn preview_digest(&self, content: &DigestContent) -> Result<String, MessageError> {
-        let sample = format!("{}/unsubscribe/preview", self.links.home());
-        Ok(self.renderer.render("digest", &self.digest_data(content, None, &sample))?.html)
+        let (unsubscribe, preferences) = (
+            format!("{}/unsubscribe/preview", self.links.home()),
+            format!("{}/preferences/preview", self.links.home()),
+        );
+        let links = ReaderLinks { unsubscribe: &unsubscribe, preferences: &preferences };
+        Ok(self.renderer.render("digest", &self.digest_data(content, None, links))?.html)
     }
 
-    fn digest_data(&self, content: &DigestContent, name: Option<&str>, unsubscribe_url: &str) -> serde_json::Value {
-        let posts: Vec<_> = content
-            .posts
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "title": p.title,
-                    "url": p.url,
-                    "summary": p.summary,
-                    "published": p.published_at.format("%-d %B %Y").to_string(),
-                })
-            })
-            .collect();
+    fn digest_data(&self, content: &DigestContent, name: Option<&str>, links: ReaderLinks<'_>) -> serde_json::Value {
+        let posts = post_data(&content.posts);
         serde_json::json!({
             "subject": content.subject,
             "list_name": content.list.name,
@@ -181,7 +286,10 @@ impl Messages {
                 content.list.name,
                 self.links.home()
             ),
-            "unsubscribe_url": unsubscribe_url,
+            "unsubscribe_url": links.unsubscribe,
+            "preferences_url": links.preferences,
+            "archive_url": (content.id > 0 && self.archived_lists.contains(&content.list.slug))
+                .then(|| self.links.archive_url(&content.list.slug, content.id)),
         })
     }
 
@@ -193,16 +301,21 @@ impl Messages {
         name: Option<&str>,
         unsubscribe_id: &str,
     ) -> Result<Outgoing, MessageError> {
-        let unsubscribe_url = self.links.unsubscribe_url(unsubscribe_id);
+        let (unsubscribe_url, preferences_url) = self.links.reader_links(unsubscribe_id);
         let name = name.filter(|n| !n.is_empty());
         let variant = if name.is_some() { &digest.named } else { &digest.anonymous };
-        let (name_html, unsubscribe_html) =
-            (handlebars::html_escape(name.unwrap_or("")), handlebars::html_escape(&unsubscribe_url));
+        let (name_html, unsubscribe_html, preferences_html) = (
+            handlebars::html_escape(name.unwrap_or("")),
+            handlebars::html_escape(&unsubscribe_url),
+            handlebars::html_escape(&preferences_url),
+        );
         let reader = Personal {
             name,
             name_html: &name_html,
             unsubscribe_url: &unsubscribe_url,
             unsubscribe_html: &unsubscribe_html,
+            preferences_url: &preferences_url,
+            preferences_html: &preferences_html,
         };
         if let Some(stencil) = &variant.stencil {
             if let Some(message) = stencil.stamp(to, reader)? {
@@ -211,8 +324,14 @@ impl Messages {
         }
         let personal = Rendered {
             subject: digest.subject.clone(),
-            html: fill(&variant.html, &name_html, &unsubscribe_html),
-            text: fill(&variant.text, name.unwrap_or(""), &unsubscribe_url),
+            html: fill(
+                &variant.html,
+                &SlotValues { name: &name_html, unsubscribe: &unsubscribe_html, preferences: &preferences_html },
+            ),
+            text: fill(
+                &variant.text,
+                &SlotValues { name: name.unwrap_or(""), unsubscribe: &unsubscribe_url, preferences: &preferences_url },
+            ),
         };
         let headers =
             ListHeaders { name: &digest.list_name, slug: &digest.list_slug, unsubscribe_url: &unsubscribe_url };

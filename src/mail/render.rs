@@ -16,6 +16,18 @@ const TEMPLATES: &[(&str, &str, &str, &str)] = &[
         include_str!("../../email_templates/digest.txt.hbs"),
         include_str!("../../email_templates/digest.subject.hbs"),
     ),
+    (
+        "welcome",
+        include_str!("../../email_templates/welcome.html.hbs"),
+        include_str!("../../email_templates/welcome.txt.hbs"),
+        include_str!("../../email_templates/welcome.subject.hbs"),
+    ),
+    (
+        "manage",
+        include_str!("../../email_templates/manage.html.hbs"),
+        include_str!("../../email_templates/manage.txt.hbs"),
+        include_str!("../../email_templates/manage.subject.hbs"),
+    ),
 ];
 
 /// Two registries: HTML escapes every `{{value}}`; text and subject lines do
@@ -89,6 +101,7 @@ mod tests {
             "ttl_hours": 48,
             "footer_reason": "Because.",
             "unsubscribe_url": "http://x/unsubscribe/t",
+            "preferences_url": "http://x/preferences/t",
         });
         let out = r.render("confirmation", &data).unwrap();
         assert_eq!(out.subject, "Please confirm your subscription");
@@ -97,6 +110,30 @@ mod tests {
         assert!(out.text.contains("http://x/confirm?token=a&b=c"));
         // Entities in href are decoded by every mail client back to the URL.
         assert!(out.html.contains("http://x/confirm?token&#x3D;a&amp;b&#x3D;c"), "{}", out.html);
+    }
+
+    #[test]
+    fn welcome_and_manage_render() {
+        let r = Renderer::new().unwrap();
+        let common = |extra: serde_json::Value| {
+            let mut data = serde_json::json!({
+                "subject": "s",
+                "footer_reason": "Because.",
+                "unsubscribe_url": "http://x/unsubscribe/t",
+                "preferences_url": "http://x/preferences/t",
+            });
+            data.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            data
+        };
+        let welcome = common(serde_json::json!({
+            "list_name": "Orthopedic", "name": null, "one_post": true,
+            "posts": [{"title": "Knees", "url": "http://b/k", "summary": "", "published": "1 May 2026"}],
+        }));
+        let out = r.render("welcome", &welcome).unwrap();
+        assert_eq!(out.subject, "Welcome to Orthopedic");
+        assert!(out.text.contains("Knees") && out.text.contains("http://x/preferences/t"));
+        let out = r.render("manage", &common(serde_json::json!({ "lists": ["Orthopedic"] }))).unwrap();
+        assert!(out.html.contains("http://x/preferences/t") && out.text.contains("You receive Orthopedic."));
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Personal<'a> {
     pub name_html: &'a str,
     pub unsubscribe_url: &'a str,
     pub unsubscribe_html: &'a str,
+    pub preferences_url: &'a str,
+    pub preferences_html: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,8 @@ enum Slot {
     NameHtml,
     Unsubscribe,
     UnsubscribeHtml,
+    Preferences,
+    PreferencesHtml,
 }
 
 /// Stand-ins written into the message where the reader's values go: ASCII
@@ -88,6 +92,8 @@ pub struct Markers {
     pub name_html: String,
     pub unsubscribe: String,
     pub unsubscribe_html: String,
+    pub preferences: String,
+    pub preferences_html: String,
     headers: String,
 }
 
@@ -100,6 +106,8 @@ impl Markers {
             name_html: marker("namehtml"),
             unsubscribe: marker("unsubscribe"),
             unsubscribe_html: marker("unsubscribehtml"),
+            preferences: marker("preferences"),
+            preferences_html: marker("preferenceshtml"),
             headers: marker("headers"),
         }
     }
@@ -147,6 +155,8 @@ impl Stencil {
                 (&markers.name, Slot::Name),
                 (&markers.unsubscribe_html, Slot::UnsubscribeHtml),
                 (&markers.unsubscribe, Slot::Unsubscribe),
+                (&markers.preferences_html, Slot::PreferencesHtml),
+                (&markers.preferences, Slot::Preferences),
             ],
         );
         let lines = slot_lines(&pieces);
@@ -168,8 +178,12 @@ impl Stencil {
             Slot::NameHtml => reader.name_html,
             Slot::Unsubscribe => reader.unsubscribe_url,
             Slot::UnsubscribeHtml => reader.unsubscribe_html,
+            Slot::Preferences => reader.preferences_url,
+            Slot::PreferencesHtml => reader.preferences_html,
         };
-        if self.ascii_only && ![Slot::Name, Slot::NameHtml, Slot::Unsubscribe].iter().all(|&s| value(s).is_ascii()) {
+        if self.ascii_only
+            && ![Slot::Name, Slot::NameHtml, Slot::Unsubscribe, Slot::Preferences].iter().all(|&s| value(s).is_ascii())
+        {
             return Ok(None);
         }
         if self.lines.iter().any(|line| line.fixed + line.slots.iter().map(|&s| value(s).len()).sum::<usize>() > 998) {
@@ -274,7 +288,14 @@ mod tests {
     }
 
     fn personal<'a>(name: Option<&'a str>, name_html: &'a str, url_html: &'a str) -> Personal<'a> {
-        Personal { name, name_html, unsubscribe_url: URL, unsubscribe_html: url_html }
+        Personal {
+            name,
+            name_html,
+            unsubscribe_url: URL,
+            unsubscribe_html: url_html,
+            preferences_url: URL,
+            preferences_html: url_html,
+        }
     }
 
     /// Header fields sorted, `Date` and `Message-ID` dropped, the MIME

@@ -13,7 +13,9 @@ pub(crate) mod sqlite {
 
     /// The other table families' query code for this backend.
     pub(crate) use crate::store::deliveries::sqlite as deliveries_sql;
+    pub(crate) use crate::store::digests::sqlite as digests_sql;
     pub(crate) use crate::store::posts::sqlite as posts_sql;
+    pub(crate) use crate::store::preferences::sqlite as preferences_sql;
     pub(crate) use crate::store::signups::sqlite as signups_sql;
     pub(crate) use crate::store::subscriptions::sqlite as subscriptions_sql;
     pub(crate) use crate::store::suppressions::sqlite as suppressions_sql;
@@ -89,7 +91,9 @@ pub(crate) mod pg {
     pub(crate) type Conn = diesel::PgConnection;
 
     pub(crate) use crate::store::deliveries::pg as deliveries_sql;
+    pub(crate) use crate::store::digests::pg as digests_sql;
     pub(crate) use crate::store::posts::pg as posts_sql;
+    pub(crate) use crate::store::preferences::pg as preferences_sql;
     pub(crate) use crate::store::signups::pg as signups_sql;
     pub(crate) use crate::store::subscriptions::pg as subscriptions_sql;
     pub(crate) use crate::store::suppressions::pg as suppressions_sql;

@@ -43,6 +43,8 @@ macro_rules! on_backend {
     };
 }
 
+pub mod api_keys;
+pub mod archive;
 mod backend;
 pub mod deliveries;
 pub mod digests;
@@ -50,6 +52,7 @@ pub mod imports;
 pub mod lists;
 pub mod outbox;
 pub mod posts;
+pub mod preferences;
 pub mod readers;
 pub mod schedules;
 mod schema;

@@ -1,4 +1,5 @@
-//! Transactional mail (confirmations) waiting to be sent. Rows are written in
+//! Transactional mail (confirmations, welcomes, "manage" links) waiting to
+//! be sent. Rows are written in
 //! the same transaction as the change that causes them and claimed with a
 //! lease: a sender that dies leaves its rows to be claimed again.
 
@@ -7,15 +8,43 @@ use std::collections::HashMap;
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::posts::PostRow;
 use super::schema::{confirmation_token_lists, confirmation_tokens, lists, outbox, subscribers, subscriptions};
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, preferences, signups};
+use crate::domain::SubscriptionStatus;
 
 #[derive(Debug, Clone)]
 pub struct OutboxJob {
     pub id: i64,
     pub attempts: i32,
     pub email: String,
-    pub confirmation: Option<ConfirmationJob>,
+    pub mail: OutboxMail,
+}
+
+/// What an outbox row sends.
+#[derive(Debug, Clone)]
+pub enum OutboxMail {
+    Confirmation(ConfirmationJob),
+    Welcome(WelcomeJob),
+    Manage(ManageJob),
+    /// A row whose reader, list or token is gone, or of a kind this version
+    /// does not know: failed with this reason.
+    Unsendable(&'static str),
+}
+
+/// A welcome to one list: its latest posts and the reader's link.
+#[derive(Debug, Clone)]
+pub struct WelcomeJob {
+    pub list: JobList,
+    pub name: Option<String>,
+    pub posts: Vec<PostRow>,
+}
+
+/// A link to the reader's preference page, with their current lists.
+#[derive(Debug, Clone)]
+pub struct ManageJob {
+    pub unsubscribe_id: String,
+    pub lists: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,11 +64,18 @@ pub struct JobList {
 #[derive(Queryable)]
 struct ClaimedRow {
     id: i64,
+    kind: String,
     attempts: i32,
+    subscriber_id: i64,
     email: String,
+    name: Option<String>,
+    list_id: Option<i64>,
     token_id: Option<i64>,
     token_public_id: Option<String>,
 }
+
+/// How many of a list's latest posts a welcome email shows.
+const WELCOME_POSTS: i64 = 3;
 
 per_backend! {
     pub(crate) fn claim(c: &mut Conn, limit: i64, lease: chrono::Duration) -> QueryResult<Vec<OutboxJob>> {
@@ -58,8 +94,12 @@ per_backend! {
                 .filter(outbox::id.eq_any(&ids))
                 .select((
                     outbox::id,
+                    outbox::kind,
                     outbox::attempts,
+                    outbox::subscriber_id,
                     subscribers::email,
+                    subscribers::name,
+                    outbox::list_id,
                     outbox::token_id,
                     confirmation_tokens::public_id.nullable(),
                 ))
@@ -70,17 +110,60 @@ per_backend! {
             for (token_id, list) in token_lists(c, &token_ids)? {
                 lists.entry(token_id).or_default().push(list);
             }
-            Ok(rows
-                .into_iter()
-                .map(|ClaimedRow { id, attempts, email, token_id, token_public_id }| {
-                    let confirmation = token_id.zip(token_public_id).map(|(token_id, token_public_id)| ConfirmationJob {
-                        token_public_id,
-                        lists: lists.remove(&token_id).unwrap_or_default(),
-                    });
-                    OutboxJob { id, attempts, email, confirmation }
-                })
-                .collect())
+            let mut jobs = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mail = match (row.kind.as_str(), row.token_id.zip(row.token_public_id)) {
+                    (signups::CONFIRMATION_KIND, Some((token_id, token_public_id))) => {
+                        OutboxMail::Confirmation(ConfirmationJob {
+                            token_public_id,
+                            lists: lists.remove(&token_id).unwrap_or_default(),
+                        })
+                    }
+                    (signups::CONFIRMATION_KIND, None) => OutboxMail::Unsendable("its confirmation token is gone"),
+                    (preferences::WELCOME_KIND, _) => welcome(c, row.subscriber_id, row.list_id, row.name)?,
+                    (preferences::MANAGE_KIND, _) => manage(c, row.subscriber_id)?,
+                    _ => OutboxMail::Unsendable("unknown outbox kind"),
+                };
+                jobs.push(OutboxJob { id: row.id, attempts: row.attempts, email: row.email, mail });
+            }
+            Ok(jobs)
         })
+    }
+
+    /// A welcome still worth sending: the reader is still on the list.
+    fn welcome(c: &mut Conn, subscriber_id: i64, list_id: Option<i64>, name: Option<String>) -> QueryResult<OutboxMail> {
+        let Some(list_id) = list_id else { return Ok(OutboxMail::Unsendable("a welcome without a list")) };
+        let found: Option<(String, String, String)> = subscriptions::table
+            .inner_join(lists::table)
+            .filter(subscriptions::subscriber_id.eq(subscriber_id))
+            .filter(subscriptions::list_id.eq(list_id))
+            .filter(subscriptions::status.eq(SubscriptionStatus::Confirmed.as_str()))
+            .select((lists::name, lists::slug, subscriptions::unsubscribe_id))
+            .first(c)
+            .optional()?;
+        let Some((list_name, slug, unsubscribe_id)) = found else {
+            return Ok(OutboxMail::Unsendable("the reader left the list before the welcome went out"));
+        };
+        let posts = posts_sql::list(c, Some(&slug), WELCOME_POSTS)?;
+        Ok(OutboxMail::Welcome(WelcomeJob { list: JobList { name: list_name, slug, unsubscribe_id }, name, posts }))
+    }
+
+    fn manage(c: &mut Conn, subscriber_id: i64) -> QueryResult<OutboxMail> {
+        let theirs: Vec<(String, String, String)> = subscriptions::table
+            .inner_join(lists::table)
+            .filter(subscriptions::subscriber_id.eq(subscriber_id))
+            .select((subscriptions::unsubscribe_id, subscriptions::status, lists::name))
+            .order(lists::id)
+            .load(c)?;
+        let Some((unsubscribe_id, ..)) = theirs.first().cloned() else {
+            return Ok(OutboxMail::Unsendable("the reader has no subscriptions left"));
+        };
+        let lists = theirs
+            .into_iter()
+            .filter(|(_, status, _)| status == SubscriptionStatus::Confirmed.as_str())
+            .map(|(.., name)| name)
+            .collect();
+        Ok(OutboxMail::Manage(ManageJob { unsubscribe_id, lists }))
     }
 
     /// The lists each confirmation token covers, with the reader's

@@ -79,6 +79,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         sent_at -> Nullable<Timestamp>,
+        list_id -> Nullable<BigInt>,
     }
 }
 
@@ -210,6 +211,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        name -> Text,
+        key_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(outbox -> lists (list_id));
 diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
 diesel::joinable!(digests -> lists (list_id));
@@ -239,4 +251,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     bounce_events,
     digest_suppressed,
     schedule_runs,
+    api_keys,
 );

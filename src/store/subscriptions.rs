@@ -81,7 +81,12 @@ per_backend! {
         diesel::insert_into(consent_events::table).values(&rows).execute(c).map(drop)
     }
 
-    pub(crate) fn confirm(c: &mut Conn, public_id: &str, evidence: &Evidence) -> QueryResult<ConfirmOutcome> {
+    pub(crate) fn confirm(
+        c: &mut Conn,
+        public_id: &str,
+        evidence: &Evidence,
+        welcome_lists: &[String],
+    ) -> QueryResult<ConfirmOutcome> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
             let token: Option<TokenRow> = confirmation_tokens::table
@@ -125,12 +130,14 @@ per_backend! {
             if expires_at < now {
                 return Ok(ConfirmOutcome::Expired);
             }
-            let confirming: Vec<i64> = subscriptions::table
+            let (confirming, confirming_lists): (Vec<i64>, Vec<i64>) = subscriptions::table
                 .filter(subscriptions::subscriber_id.eq(subscriber_id))
                 .filter(subscriptions::list_id.eq_any(&list_ids))
                 .filter(subscriptions::status.eq(SubscriptionStatus::Pending.as_str()))
-                .select(subscriptions::id)
-                .load(c)?;
+                .select((subscriptions::id, subscriptions::list_id))
+                .load::<(i64, i64)>(c)?
+                .into_iter()
+                .unzip();
             diesel::update(subscriptions::table.filter(subscriptions::id.eq_any(&confirming)))
                 .set((
                     subscriptions::status.eq(SubscriptionStatus::Confirmed.as_str()),
@@ -140,6 +147,7 @@ per_backend! {
                 .execute(c)?;
             let events: Vec<_> = confirming.iter().map(|&id| (id, evidence)).collect();
             record_events(c, &events, "confirm", now)?;
+            preferences_sql::queue_welcomes(c, subscriber_id, &confirming_lists, welcome_lists, now)?;
             diesel::update(confirmation_tokens::table.find(token_id))
                 .set(confirmation_tokens::used_at.eq(now))
                 .execute(c)?;
@@ -227,9 +235,15 @@ per_backend! {
 }
 
 impl Store {
-    /// Confirms every list of the signup that issued the token `public_id`.
-    pub async fn confirm(&self, public_id: String, evidence: Evidence) -> StoreResult<ConfirmOutcome> {
-        self.write(move |conn| Ok(on_backend!(conn, self::confirm(&public_id, &evidence))?)).await
+    /// Confirms every list of the signup that issued the token `public_id`,
+    /// queueing the welcome email of those among `welcome_lists` (slugs).
+    pub async fn confirm(
+        &self,
+        public_id: String,
+        evidence: Evidence,
+        welcome_lists: Vec<String>,
+    ) -> StoreResult<ConfirmOutcome> {
+        self.write(move |conn| Ok(on_backend!(conn, self::confirm(&public_id, &evidence, &welcome_lists))?)).await
     }
 
     pub async fn unsubscribe_target(&self, unsubscribe_id: String) -> StoreResult<Option<UnsubscribeTarget>> {
