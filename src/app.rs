@@ -37,6 +37,7 @@ pub struct Core {
 
 impl Core {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        crate::telemetry::meters::install();
         let store = Store::connect(&settings.database_url, settings.database_pool_size)
             .await
             .with_context(|| format!("opening the {} database", settings.database_url.backend_name()))?;
@@ -75,6 +76,15 @@ impl Core {
         })
     }
 
+    /// The metrics-only server on `metrics_listen`, with its port, when
+    /// one is configured.
+    pub fn metrics_server(&self) -> anyhow::Result<Option<(u16, actix_web::dev::Server)>> {
+        let Some(address) = self.settings.metrics_listen else { return Ok(None) };
+        let listener = TcpListener::bind(address).with_context(|| format!("listening for metrics on {address}"))?;
+        let port = listener.local_addr()?.port();
+        Ok(Some((port, http::metrics_server(listener, self.store.clone())?)))
+    }
+
     /// Starts the outbox and digest senders (the bounce mailbox poller and the
     /// digest scheduler when configured); they stop when `stop` says so,
     /// after finishing the sends in flight.
@@ -87,9 +97,14 @@ impl Core {
             rate: Arc::new(RateLimiter::new(self.settings.send_rate_per_second)),
             tagger: Arc::clone(&self.tagger),
         };
+        let share = {
+            let (rate, store, shutdown) = (Arc::clone(&ctx.rate), self.store.clone(), stop.subscribe());
+            tokio::spawn(async move { rate.run_share(store, shutdown).await })
+        };
         let outbox = OutboxSender::new(ctx.clone(), Arc::clone(&self.outbox_wake));
         let digests = DigestSender::new(ctx, Arc::clone(&self.digest_wake));
-        let mut tasks = vec![tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))];
+        let mut tasks =
+            vec![share, tokio::spawn(outbox.run(stop.subscribe())), tokio::spawn(digests.run(stop.subscribe()))];
         if let Some(poller) = &self.mailbox {
             tasks.push(tokio::spawn(poller.clone().run(stop.subscribe())));
         }
@@ -123,6 +138,8 @@ impl Senders {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// `GET /metrics` alone, on `metrics_listen`.
+    metrics: Option<(u16, actix_web::dev::Server)>,
     core: Core,
 }
 
@@ -159,11 +176,17 @@ impl Application {
         .on_connect(move |conn, data| cap.on_connect(conn, data))
         .listen(listener)?
         .run();
-        Ok(Self { port, server, core })
+        let metrics = core.metrics_server()?;
+        Ok(Self { port, server, metrics, core })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The metrics listener's port, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     /// Serves and sends until SIGINT/SIGTERM: the server stops accepting and
@@ -177,7 +200,15 @@ impl Application {
     pub async fn serve(self, dispatch: bool) -> anyhow::Result<()> {
         let (stop, _) = watch::channel(false);
         let senders = dispatch.then(|| self.core.start_senders(&stop));
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
         let served = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         let _ = stop.send(true);
         if let Some(senders) = senders {
             senders.join().await?;

@@ -46,6 +46,9 @@ pub enum Command {
     Worker,
     /// Create or update the database schema, then exit.
     Migrate,
+    /// Copy the SQLite database into a new file, consistently, while
+    /// Tidings serves (on PostgreSQL: use `pg_dump`).
+    Backup { path: PathBuf },
     /// Print the effective configuration (defaults, file, environment) as
     /// TOML, every secret shown as `***`.
     Config,
@@ -176,6 +179,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             app.serve(!no_dispatch).await
         }
         Command::Health => health(&settings).await,
+        Command::Backup { path } => backup(Core::open(settings).await?, path).await,
         Command::Config => {
             print!("{}", settings.to_redacted_toml().map_err(anyhow::Error::msg)?);
             Ok(())
@@ -234,6 +238,20 @@ fn print_import(r: &feed::ImportReport) {
     );
 }
 
+async fn backup(core: Core, path: PathBuf) -> anyhow::Result<()> {
+    use crate::store::backup::BackupOutcome;
+    match core.store.backup_to(path.clone()).await? {
+        BackupOutcome::Written(bytes) => {
+            println!("backed up to {} ({bytes} bytes)", path.display());
+            Ok(())
+        }
+        BackupOutcome::Exists => bail!("{} exists already: a backup never overwrites a file", path.display()),
+        BackupOutcome::UsePgDump => bail!(
+            "the database is PostgreSQL: back it up with its own tools, e.g. `pg_dump --format=custom --file=tidings.dump DBNAME`, and restore with `pg_restore`"
+        ),
+    }
+}
+
 /// Asks the local server's `/health`, as a container's health check does.
 async fn health(settings: &Settings) -> anyhow::Result<()> {
     let mut address = settings.listen;
@@ -255,10 +273,19 @@ async fn health(settings: &Settings) -> anyhow::Result<()> {
 async fn worker(core: Core) -> anyhow::Result<()> {
     let (stop, _) = watch::channel(false);
     let senders = core.start_senders(&stop);
+    let metrics = core.metrics_server()?.map(|(port, server)| {
+        tracing::info!(port, "metrics are served");
+        let handle = server.handle();
+        (tokio::spawn(server), handle)
+    });
     tracing::info!("worker is sending");
     shutdown_signal().await;
     tracing::info!("stopping: finishing the sends in flight");
     let _ = stop.send(true);
+    if let Some((task, handle)) = metrics {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
     senders.join().await
 }
 

@@ -20,6 +20,9 @@ use crate::redact;
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// A second address serving only `GET /metrics`, without the admin
+    /// token (for a scraper on a private network); unset: off.
+    pub metrics_listen: Option<SocketAddr>,
     pub base_url: Url,
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
@@ -343,6 +346,7 @@ impl Default for Settings {
         };
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            metrics_listen: None,
             base_url: Url::parse("http://127.0.0.1:8000").unwrap_or_else(|_| unreachable!()),
             database_url: DatabaseUrl::Sqlite("tidings.db".into()),
             database_pool_size: 8,
@@ -428,6 +432,12 @@ impl Default for Settings {
 pub struct ConfigError(String);
 
 impl Settings {
+    /// The slug of the list called `name` (store answers name lists), or
+    /// the name itself for a list no longer configured.
+    pub fn slug_of<'a>(&'a self, name: &'a str) -> &'a str {
+        self.lists.iter().find(|l| l.name == name).map_or(name, |l| l.slug.as_str())
+    }
+
     /// Slugs of the lists that send a welcome email.
     pub fn welcome_lists(&self) -> Vec<String> {
         self.lists.iter().filter(|l| l.welcome).map(|l| l.slug.as_str().to_owned()).collect()

@@ -1,4 +1,7 @@
-//! Logging set-up. `RUST_LOG` wins over the configured filter.
+//! Logging set-up (`RUST_LOG` wins over the configured filter) and the
+//! Prometheus metrics (`meters`).
+
+pub mod meters;
 
 use std::io::IsTerminal;
 

@@ -13,12 +13,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::lease::Held;
-use super::{SendContext, Verdict, after, verdict};
+use super::{SendContext, Verdict, after, outcome, verdict};
 use crate::bounce::Target;
 use crate::domain::{FailureClass, SmtpStage};
 use crate::mail::{PreparedDigest, SendError};
 use crate::store::Store;
 use crate::store::deliveries::{DeliveryFailure, DeliveryJob, DeliveryResult, Recorded};
+use crate::telemetry::meters::SendMeters;
 
 /// Results committed in one transaction at most.
 const MAX_GROUP: usize = 512;
@@ -39,6 +40,7 @@ type Outcome = (Recorded, oneshot::Sender<()>);
 
 pub struct DigestSender {
     ctx: SendContext,
+    meters: SendMeters,
     wake: Arc<Notify>,
     prepared: StdMutex<HashMap<i64, Arc<PreparedDigest>>>,
     /// Held while a digest is loaded and rendered, so the workers that all
@@ -61,6 +63,7 @@ impl DigestSender {
         let held = Arc::new(Held::new(Duration::from_secs(ctx.settings.delivery_lease_secs)));
         Self {
             ctx,
+            meters: SendMeters::new("digest"),
             wake,
             prepared: StdMutex::new(HashMap::new()),
             preparing: Mutex::new(()),
@@ -232,7 +235,7 @@ impl DigestSender {
         }
         let digest = match self.prepared(job.digest_id).await {
             Ok(d) => d,
-            Err(e) => return self.judge(job, Err(SendError::without_reply(SmtpStage::Local, e))),
+            Err(e) => return self.judge(job, Err(SendError::without_reply(SmtpStage::Local, e)), None),
         };
         let mut message =
             match self.ctx.messages.digest_for(&digest, &job.email, job.name.as_deref(), &job.unsubscribe_id) {
@@ -256,12 +259,15 @@ impl DigestSender {
             tracing::warn!("lease of a claimed delivery ran out before it was sent; giving it back");
             return DeliveryResult::Released;
         }
+        let started = Instant::now();
         let sent = self.ctx.mailer.send(&message).await;
-        self.judge(job, sent)
+        self.judge(job, sent, Some(started.elapsed()))
     }
 
-    fn judge(&self, job: &DeliveryJob, sent: Result<(), SendError>) -> DeliveryResult {
-        match verdict(&self.ctx.settings, u32::try_from(job.attempts).unwrap_or(0), sent) {
+    fn judge(&self, job: &DeliveryJob, sent: Result<(), SendError>, took: Option<Duration>) -> DeliveryResult {
+        let verdict = verdict(&self.ctx.settings, u32::try_from(job.attempts).unwrap_or(0), sent);
+        self.meters.record(outcome(&verdict), took);
+        match verdict {
             Verdict::Sent => DeliveryResult::Sent,
             Verdict::RetryAfter(delay, failure) => {
                 tracing::warn!(error = %failure.error, retry_in = ?delay, "digest message not sent; will retry");

@@ -23,6 +23,7 @@ use crate::domain::FailureClass;
 use crate::mail::{Mailer, Messages, SendError};
 use crate::store::Store;
 use crate::store::deliveries::DeliveryFailure;
+use crate::telemetry::meters::Outcome;
 
 /// What every sender works with: where the work is, how to write and send
 /// it, and the one send rate all senders of a process share.
@@ -62,6 +63,16 @@ pub fn verdict(settings: &Settings, attempts_before: u32, result: Result<(), Sen
             Verdict::RetryAfter(settings.retry_delay(attempts_before + 1), failure(e.to_string()))
         }
         FailureClass::Recipient | FailureClass::Message => Verdict::Failed(failure(e.to_string())),
+    }
+}
+
+/// How a verdict is counted in the metrics.
+pub fn outcome(verdict: &Verdict) -> Outcome {
+    match verdict {
+        Verdict::Sent => Outcome::Sent,
+        Verdict::RetryAfter(..) => Outcome::Retried,
+        Verdict::Failed(f) if f.class == FailureClass::Recipient => Outcome::Bounced,
+        Verdict::Failed(_) => Outcome::Failed,
     }
 }
 

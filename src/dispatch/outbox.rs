@@ -7,10 +7,37 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::lease::Held;
-use super::{SendContext, Verdict, after, verdict};
+use super::{SendContext, Verdict, after, outcome, verdict};
 use crate::bounce::Target;
 use crate::domain::FailureClass;
 use crate::store::outbox::{OutboxJob, OutboxMail, OutboxResult};
+use crate::telemetry::meters::SendMeters;
+
+/// The metrics of each kind of outbox mail.
+struct OutboxMeters {
+    confirmation: SendMeters,
+    welcome: SendMeters,
+    manage: SendMeters,
+}
+
+impl OutboxMeters {
+    fn new() -> Self {
+        Self {
+            confirmation: SendMeters::new("confirmation"),
+            welcome: SendMeters::new("welcome"),
+            manage: SendMeters::new("manage"),
+        }
+    }
+
+    fn of(&self, mail: &OutboxMail) -> Option<&SendMeters> {
+        match mail {
+            OutboxMail::Confirmation(_) => Some(&self.confirmation),
+            OutboxMail::Welcome(_) => Some(&self.welcome),
+            OutboxMail::Manage(_) => Some(&self.manage),
+            OutboxMail::Unsendable(_) => None,
+        }
+    }
+}
 
 /// Delivers the outbox (confirmations, welcomes, "manage" links). Wakes when a signup queues mail,
 /// and polls for retries that have come due.
@@ -20,6 +47,7 @@ use crate::store::outbox::{OutboxJob, OutboxMail, OutboxResult};
 /// a crash leaves at most `smtp_concurrency` messages sent but unrecorded.
 pub struct OutboxSender {
     ctx: SendContext,
+    meters: OutboxMeters,
     wake: Arc<Notify>,
     held: Arc<Held>,
 }
@@ -27,7 +55,7 @@ pub struct OutboxSender {
 impl OutboxSender {
     pub fn new(ctx: SendContext, wake: Arc<Notify>) -> Self {
         let held = Arc::new(Held::new(Duration::from_secs(ctx.settings.delivery_lease_secs)));
-        Self { ctx, wake, held }
+        Self { ctx, wake, held, meters: OutboxMeters::new() }
     }
 
     /// A claim is a lease: a sender that dies (or loses the database
@@ -108,7 +136,9 @@ impl OutboxSender {
             tracing::warn!("lease of a claimed confirmation ran out before it was sent; giving it back");
             return OutboxResult::Released;
         }
+        let started = Instant::now();
         let result = self.ctx.mailer.send(&message).await;
+        let took = started.elapsed();
         if self.ctx.mailer.is_file() {
             if let OutboxMail::Confirmation(c) = &job.mail {
                 // Development only: the .eml is on disk anyway, and this is
@@ -125,7 +155,11 @@ impl OutboxSender {
             }
             e
         });
-        match verdict(&self.ctx.settings, attempts, result) {
+        let verdict = verdict(&self.ctx.settings, attempts, result);
+        if let Some(meters) = self.meters.of(&job.mail) {
+            meters.record(outcome(&verdict), Some(took));
+        }
+        match verdict {
             Verdict::Sent => {
                 // Routine, like each digest message: failures are what an
                 // operator needs at the default level.

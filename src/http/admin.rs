@@ -60,7 +60,7 @@ async fn require_token(
 /// Checks `Authorization: Bearer …` against the configured token. Hashing
 /// both sides first makes the comparison constant-time whatever the lengths.
 /// With no token configured, nobody gets in.
-fn authorize(headers: &HeaderMap, settings: &Settings) -> Result<(), ApiError> {
+pub(super) fn authorize(headers: &HeaderMap, settings: &Settings) -> Result<(), ApiError> {
     let expected = settings.admin_token.as_deref().ok_or(ApiError::Unauthorized)?;
     let given = headers
         .get(AUTHORIZATION)

@@ -10,6 +10,7 @@ mod body;
 mod connections;
 mod error;
 mod manage;
+mod metrics;
 mod pages;
 mod preferences;
 mod public;
@@ -67,9 +68,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     manage::routes(cfg, limits);
     archive::routes(cfg);
     assets::routes(cfg);
+    metrics::routes(cfg);
     admin::routes(cfg);
     webhooks::routes(cfg);
 }
+
+pub use metrics::server as metrics_server;
 
 /// A route for `GET` that answers `HEAD` too (uptime monitors ask with
 /// `HEAD`; the server sends the same headers without the body).
@@ -96,10 +100,12 @@ pub async fn request_span(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let started = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
+    crate::telemetry::meters::http(&route, method.as_str(), status, started.elapsed());
     span.in_scope(|| {
         tracing::debug!(status, micros = started.elapsed().as_micros() as u64, "answered");
     });

@@ -13,6 +13,7 @@ use super::pages::PreferencesView;
 use super::{AppState, evidence, get};
 use crate::domain::{SubscriberName, TokenKind};
 use crate::store::preferences::JoinOutcome;
+use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/preferences/{token}", get().to(page))
@@ -100,6 +101,10 @@ fn list_name(state: &AppState, slug: &str) -> String {
     state.settings.lists.iter().find(|l| l.slug.as_str() == slug).map_or(slug, |l| l.name.as_str()).to_owned()
 }
 
+fn count_left(state: &AppState, left: &[String]) {
+    left.iter().for_each(|name| meters::unsubscribed(state.settings.slug_of(name)));
+}
+
 /// `POST /preferences/{token}`: one change, answered by the page again with
 /// a line saying what changed. Each change is a consent record.
 async fn change(
@@ -121,8 +126,9 @@ async fn change(
     let notice = match change {
         Change::Join(slug) => {
             let name = list_name(&state, &slug);
-            match state.store.join_list(id, slug, evidence, state.settings.welcome_lists()).await? {
+            match state.store.join_list(id, slug.clone(), evidence, state.settings.welcome_lists()).await? {
                 JoinOutcome::Joined => {
+                    meters::confirmed(&slug);
                     state.outbox_wake.notify_one();
                     format!("You joined {name}. Its next email comes to this address.")
                 }
@@ -136,11 +142,11 @@ async fn change(
         }
         Change::Leave(slug) => {
             let name = list_name(&state, &slug);
-            state.store.leave_lists(id, Some(slug), evidence).await?;
+            count_left(&state, &state.store.leave_lists(id, Some(slug), evidence).await?);
             format!("You left {name}. You will get no more emails from it.")
         }
         Change::LeaveAll => {
-            state.store.leave_lists(id, None, evidence).await?;
+            count_left(&state, &state.store.leave_lists(id, None, evidence).await?);
             "You left every newsletter. You will get no more emails from us.".to_owned()
         }
         Change::Rename(name) => {

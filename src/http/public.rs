@@ -22,6 +22,7 @@ use super::{AppState, evidence, get};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
 use crate::store::signups::{SignupOutcome, SignupRequest};
 use crate::store::subscriptions::ConfirmOutcome;
+use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.route("/", get().to(signup_form))
@@ -339,6 +340,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
         }
     };
     let redacted = valid.email.redacted();
+    let slugs: Vec<String> = valid.lists.iter().map(|l| l.as_str().to_owned()).collect();
     if abuse::blocked(&valid.email, &state.settings) {
         tracing::info!(email = %redacted, "blocked domain: signup dropped");
         return Ok(accepted());
@@ -359,6 +361,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     if outcome == SignupOutcome::FormTokenUsed {
         return Ok(token_refused(state, &raw, source, TokenProblem::Used));
     }
+    slugs.iter().for_each(|slug| meters::signup(slug));
     state.outbox_wake.notify_one();
     Ok(accepted())
 }
@@ -408,7 +411,8 @@ async fn confirm(
     };
     let outcome = state.store.confirm(id, evidence(&req, &state, "link"), state.settings.welcome_lists()).await?;
     tracing::info!(token = %redact_token(&token), outcome = ?std::mem::discriminant(&outcome), "confirmation");
-    if matches!(outcome, ConfirmOutcome::Confirmed { .. }) {
+    if let ConfirmOutcome::Confirmed { lists } = &outcome {
+        lists.iter().for_each(|name| meters::confirmed(state.settings.slug_of(name)));
         // A welcome email may be queued.
         state.outbox_wake.notify_one();
     }

@@ -55,6 +55,7 @@ async fn unsubscribe(
         return Ok(unknown_link(&state));
     };
     tracing::info!(source, lists = left.len(), "unsubscribed");
+    left.iter().for_each(|name| crate::telemetry::meters::unsubscribed(state.settings.slug_of(name)));
     let joined = left.join(" and ");
     Ok(state.pages.message(
         StatusCode::OK,

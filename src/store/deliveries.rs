@@ -132,6 +132,14 @@ struct Outcome<'a> {
 }
 
 per_backend! {
+    /// Digest messages still to send, from the digests' running counts (no
+    /// scan of the deliveries): queued, sending and paused digests.
+    pub(crate) fn pending_total(c: &mut Conn) -> QueryResult<i64> {
+        let unfinished = [DigestState::Queued.as_str(), DigestState::Sending.as_str(), DigestState::Paused.as_str()];
+        let counts: Vec<Counts> = digests::table.filter(digests::status.eq_any(unfinished)).select(COUNTS).load(c)?;
+        Ok(counts.iter().map(Counts::pending).sum())
+    }
+
     /// The digests senders work on. Few are open at once.
     pub(crate) fn open_digests(c: &mut Conn) -> QueryResult<Vec<i64>> {
         digests::table.filter(digests::status.eq_any(OPEN)).select(digests::id).load(c)
@@ -520,5 +528,11 @@ impl Store {
 
     pub async fn release_deliveries(&self, ids: Vec<i64>) -> StoreResult<()> {
         self.write(move |conn| Ok(on_backend!(conn, self::release(&ids))?)).await
+    }
+}
+
+impl Store {
+    pub async fn deliveries_pending(&self) -> StoreResult<i64> {
+        self.read(|conn| Ok(on_backend!(conn, self::pending_total())?)).await
     }
 }

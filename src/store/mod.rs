@@ -4,6 +4,7 @@
 //! that matches the connection at hand.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -46,6 +47,7 @@ macro_rules! on_backend {
 pub mod api_keys;
 pub mod archive;
 mod backend;
+pub mod backup;
 pub mod deliveries;
 pub mod digests;
 pub mod imports;
@@ -57,6 +59,7 @@ pub mod readers;
 pub mod schedules;
 mod schema;
 pub mod secrets;
+pub mod senders;
 pub mod signups;
 pub mod subscriptions;
 pub mod suppressions;
@@ -174,17 +177,31 @@ pub(crate) fn utc_opt<S: serde::Serializer>(t: &Option<chrono::NaiveDateTime>, s
 }
 
 /// Runs `f` on a pooled connection on the blocking thread pool.
+/// Tasks waiting for a pooled connection right now (for the metrics).
+static WAITING: AtomicU64 = AtomicU64::new(0);
+
+/// The connection pools as the metrics show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    pub in_use: u32,
+    pub idle: u32,
+    pub waiting: u64,
+}
+
 async fn run_on<T, F>(pools: Arc<Pools>, writes: bool, f: F) -> StoreResult<T>
 where
     F: FnOnce(&mut AnyConn) -> StoreResult<T> + Send + 'static,
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(move || {
-        let mut conn = match &*pools {
-            Pools::Sqlite { write, .. } if writes => AnyConn::Sqlite(write.get()?),
-            Pools::Sqlite { read, .. } => AnyConn::Sqlite(read.get()?),
-            Pools::Pg(pool) => AnyConn::Pg(pool.get()?),
+        WAITING.fetch_add(1, Ordering::Relaxed);
+        let conn = match &*pools {
+            Pools::Sqlite { write, .. } if writes => write.get().map(AnyConn::Sqlite),
+            Pools::Sqlite { read, .. } => read.get().map(AnyConn::Sqlite),
+            Pools::Pg(pool) => pool.get().map(AnyConn::Pg),
         };
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        let mut conn = conn?;
         match f(&mut conn) {
             // An error that may be a lost connection is unavailability when
             // the connection no longer answers: told apart by asking it, not
@@ -360,6 +377,18 @@ impl Store {
             }
         };
         Ok(pools)
+    }
+
+    pub fn pool_state(&self) -> PoolState {
+        let states = match &*self.pools {
+            Pools::Sqlite { read, write } => vec![read.state(), write.state()],
+            Pools::Pg(pool) => vec![pool.state()],
+        };
+        PoolState {
+            in_use: states.iter().map(|s| s.connections - s.idle_connections).sum(),
+            idle: states.iter().map(|s| s.idle_connections).sum(),
+            waiting: WAITING.load(Ordering::Relaxed),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {

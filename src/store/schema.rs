@@ -221,6 +221,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    senders (id) {
+        id -> Text,
+        seen_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(outbox -> lists (list_id));
 diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
@@ -252,4 +259,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     digest_suppressed,
     schedule_runs,
     api_keys,
+    senders,
 );

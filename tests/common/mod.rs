@@ -148,9 +148,12 @@ impl Drop for TestDb {
 }
 
 /// The `tidings` binary on this database and SMTP server, with the test's
-/// keys and none of the caller's TIDINGS_* variables.
+/// keys and none of the caller's TIDINGS_* variables (but for
+/// `TIDINGS_TEST_BIN`, which names another build of the binary to run).
 pub fn tidings_cli(db: &TestDb, smtp_port: u16) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
+    // `TIDINGS_TEST_BIN` runs another build (CI: the release binary).
+    let bin = std::env::var_os("TIDINGS_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_tidings").into());
+    let mut cmd = std::process::Command::new(bin);
     for (key, _) in std::env::vars() {
         if key.starts_with("TIDINGS_") {
             cmd.env_remove(key);

@@ -43,6 +43,21 @@ pub async fn listening(port: u16) {
     wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())).await;
 }
 
+/// Waits until a Tidings server on `port` answers `/health` with 200: its
+/// port accepts connections before its migrations are done.
+pub async fn healthy(port: u16) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = client.get(format!("http://127.0.0.1:{port}/health")).send().await;
+        if res.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no healthy server on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A private CA and a server certificate it signed for 127.0.0.1 and
 /// localhost: (CA certificate, server certificate, server key). rustls
 /// refuses a CA certificate as a server's, as it should.
