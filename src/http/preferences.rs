@@ -13,6 +13,7 @@ use super::pages::PreferencesView;
 use super::{AppState, evidence, get};
 use crate::domain::{SubscriberName, TokenKind};
 use crate::store::preferences::JoinOutcome;
+use crate::store::subscriptions::Left;
 use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -101,8 +102,8 @@ fn list_name(state: &AppState, slug: &str) -> String {
     state.settings.lists.iter().find(|l| l.slug.as_str() == slug).map_or(slug, |l| l.name.as_str()).to_owned()
 }
 
-fn count_left(state: &AppState, left: &[String]) {
-    left.iter().for_each(|name| meters::unsubscribed(state.settings.slug_of(name)));
+fn count_left(state: &AppState, left: &Left) {
+    left.newly.iter().for_each(|name| meters::unsubscribed(state.settings.slug_of(name)));
 }
 
 /// `POST /preferences/{token}`: one change, answered by the page again with

@@ -54,9 +54,9 @@ async fn unsubscribe(
     let Some(left) = state.store.unsubscribe(id, all, evidence(&req, &state, source)).await? else {
         return Ok(unknown_link(&state));
     };
-    tracing::info!(source, lists = left.len(), "unsubscribed");
-    left.iter().for_each(|name| crate::telemetry::meters::unsubscribed(state.settings.slug_of(name)));
-    let joined = left.join(" and ");
+    tracing::info!(source, lists = left.newly.len(), "unsubscribed");
+    left.newly.iter().for_each(|name| crate::telemetry::meters::unsubscribed(state.settings.slug_of(name)));
+    let joined = left.lists.join(" and ");
     Ok(state.pages.message(
         StatusCode::OK,
         "You are unsubscribed",

@@ -6,7 +6,7 @@ use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
 use super::schema::{lists, outbox, subscribers, subscriptions};
-use super::subscriptions::Evidence;
+use super::subscriptions::{Evidence, Left};
 use super::{Store, StoreResult};
 use crate::domain::{Signer, SubscriptionStatus};
 
@@ -131,13 +131,13 @@ per_backend! {
         })
     }
 
-    /// Leaves one list (by slug) or all of them; the names of those left.
+    /// Leaves one list (by slug) or all of them.
     pub(crate) fn leave(
         c: &mut Conn,
         subscriber_id: i64,
         slug: Option<&str>,
         evidence: &Evidence,
-    ) -> QueryResult<Vec<String>> {
+    ) -> QueryResult<Left> {
         let mut query = subscriptions::table
             .inner_join(lists::table)
             .filter(subscriptions::subscriber_id.eq(subscriber_id))
@@ -146,7 +146,7 @@ per_backend! {
         if let Some(slug) = slug {
             query = query.filter(lists::slug.eq(slug.to_owned()));
         }
-        let Some(link) = query.first::<String>(c).optional()? else { return Ok(Vec::new()) };
+        let Some(link) = query.first::<String>(c).optional()? else { return Ok(Left::default()) };
         Ok(subscriptions_sql::unsubscribe(c, &link, slug.is_none(), evidence)?.unwrap_or_default())
     }
 
@@ -257,12 +257,7 @@ impl Store {
     }
 
     /// Leaves the list `slug`, or every list when `None`.
-    pub async fn leave_lists(
-        &self,
-        subscriber_id: i64,
-        slug: Option<String>,
-        evidence: Evidence,
-    ) -> StoreResult<Vec<String>> {
+    pub async fn leave_lists(&self, subscriber_id: i64, slug: Option<String>, evidence: Evidence) -> StoreResult<Left> {
         self.write(move |conn| Ok(on_backend!(conn, self::leave(subscriber_id, slug.as_deref(), &evidence))?)).await
     }
 

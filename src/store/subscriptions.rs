@@ -34,6 +34,14 @@ pub enum ConfirmOutcome {
     Unknown,
 }
 
+/// The lists an unsubscribe was about (names), and those of them the reader
+/// was still on (the rest they had left already).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Left {
+    pub lists: Vec<String>,
+    pub newly: Vec<String>,
+}
+
 /// What the unsubscribe page shows about the link's subscription.
 #[derive(Debug, Clone)]
 pub struct UnsubscribeTarget {
@@ -188,13 +196,13 @@ per_backend! {
     }
 
     /// Unsubscribes the link's list, or every list of that reader when `all`.
-    /// Returns the names of the lists left, or `None` for an unknown link.
+    /// `None` for an unknown link.
     pub(crate) fn unsubscribe(
         c: &mut Conn,
         unsubscribe_id: &str,
         all: bool,
         evidence: &Evidence,
-    ) -> QueryResult<Option<Vec<String>>> {
+    ) -> QueryResult<Option<Left>> {
         let now = Utc::now().naive_utc();
         write_tx(c, |c| {
             let found: Option<i64> = subscriptions::table
@@ -229,7 +237,8 @@ per_backend! {
                 .execute(c)?;
             let events: Vec<_> = leaving.iter().map(|&id| (id, evidence)).collect();
             record_events(c, &events, "unsubscribe", now)?;
-            Ok(Some(targets.into_iter().map(|(_, _, name)| name).collect()))
+            let newly = targets.iter().filter(|(id, ..)| leaving.contains(id)).map(|(.., name)| name.clone()).collect();
+            Ok(Some(Left { lists: targets.into_iter().map(|(_, _, name)| name).collect(), newly }))
         })
     }
 }
@@ -255,7 +264,7 @@ impl Store {
         unsubscribe_id: String,
         all: bool,
         evidence: Evidence,
-    ) -> StoreResult<Option<Vec<String>>> {
+    ) -> StoreResult<Option<Left>> {
         self.write(move |conn| Ok(on_backend!(conn, self::unsubscribe(&unsubscribe_id, all, &evidence))?)).await
     }
 }
