@@ -162,6 +162,8 @@ impl Application {
             digest_wake: Arc::clone(&core.digest_wake),
             bounces: core.bounces.clone(),
             api_keys: http::ApiKeys::new(core.settings.api_key_signups_per_minute),
+            openapi: http::openapi_document(&core.settings).context("writing the OpenAPI document")?,
+            login_throttle: http::LoginThrottle::default(),
         });
         let cap = http::ConnectionCap::new(core.settings.max_connections_per_ip, &core.settings.trusted_proxies);
         let server = HttpServer::new(move || {

@@ -12,13 +12,22 @@ use crate::store::digests::DigestContent;
 use crate::store::{Store, StoreError};
 
 /// A post as typed by the author, before any of it is checked.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct PostInput {
+    #[schema(min_length = 1)]
     pub title: String,
+    /// The post's address (`http` or `https`): the same URL again updates
+    /// the post.
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
+    /// Plain text or HTML (reduced to text).
     #[serde(default)]
     pub summary: String,
+    /// RFC 3339 (`2026-11-30T08:00:00Z`).
+    #[schema(format = DateTime)]
     pub published_at: String,
+    /// The lists the post belongs to.
+    #[schema(value_type = Vec<ListSlug>, min_items = 1)]
     pub lists: Vec<String>,
 }
 

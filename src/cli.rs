@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod api_keys;
+mod authors;
 mod bounces;
 mod subscribers;
 
@@ -14,6 +15,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 pub use self::api_keys::ApiKeysCommand;
+pub use self::authors::AuthorsCommand;
 pub use self::bounces::{BouncesCommand, SuppressionsCommand};
 pub use self::subscribers::SubscribersCommand;
 use crate::app::{Application, Core};
@@ -76,6 +78,9 @@ pub enum Command {
     /// Keys for server-side signup clients (`Authorization: Bearer`).
     #[command(subcommand)]
     ApiKeys(ApiKeysCommand),
+    /// The accounts that sign in to the dashboard at /admin.
+    #[command(subcommand)]
+    Authors(AuthorsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +202,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         Command::Suppressions(command) => bounces::suppressions(Core::open(settings).await?, command).await,
         Command::Subscribers(command) => subscribers::subscribers(Core::open(settings).await?, command).await,
         Command::ApiKeys(command) => api_keys::api_keys(Core::open(settings).await?, command).await,
+        Command::Authors(command) => authors::authors(Core::open(settings).await?, command).await,
     }
 }
 

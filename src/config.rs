@@ -104,6 +104,10 @@ pub struct Settings {
     /// "Manage by email" requests (`POST /manage`) per client IP per minute;
     /// each address also gets at most `confirmations_per_day` links a day.
     pub manage_rate_per_minute: u32,
+    /// Dashboard sign-ins per client IP per minute (`POST /admin/login`).
+    pub login_rate_per_minute: u32,
+    /// How long a dashboard session lasts.
+    pub session_hours: u32,
     /// The blog's address: pages after a signup link back to it.
     pub site_url: Option<Url>,
     pub feed_max_bytes: u64,
@@ -395,6 +399,8 @@ impl Default for Settings {
             json_signups: true,
             api_key_signups_per_minute: 600,
             manage_rate_per_minute: 10,
+            login_rate_per_minute: 10,
+            session_hours: 12,
             site_url: None,
             feed_max_bytes: 5 * 1024 * 1024,
             feed_first_lookback_days: 7,
@@ -498,6 +504,12 @@ impl Settings {
         }
         if self.secret_key.as_deref().is_some_and(|k| k.len() < 32) {
             return fail("secret_key (TIDINGS_SECRET_KEY)", "must be at least 32 characters");
+        }
+        if !(1..=24 * 90).contains(&self.session_hours) {
+            return fail("session_hours (TIDINGS_SESSION_HOURS)", "must be 1 to 2160 (90 days)");
+        }
+        if self.login_rate_per_minute == 0 {
+            return fail("login_rate_per_minute (TIDINGS_LOGIN_RATE_PER_MINUTE)", "must be at least 1");
         }
         if self.lists.is_empty() {
             return fail("lists", "configure at least one list");

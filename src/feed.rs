@@ -38,7 +38,8 @@ pub enum FeedError {
 }
 
 /// What one feed import did.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = FeedReport)]
 pub struct ImportReport {
     pub list: String,
     pub created: usize,

@@ -20,7 +20,7 @@ use crate::store::suppressions::{Applied, BounceRecord, BounceTarget, SoftBounce
 use crate::store::{Store, StoreResult};
 
 /// What a batch of reports or events amounted to.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tally {
     pub hard: u64,
     pub soft: u64,

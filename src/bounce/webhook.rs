@@ -60,6 +60,15 @@ fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
+/// A field that may be missing or null, but is text when given.
+fn optional_text<'a>(v: &'a Value, field: &str) -> Result<Option<&'a str>, WebhookError> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(field, "must be a string")),
+    }
+}
+
 fn generic(v: &Value) -> Result<Webhook, WebhookError> {
     let email = text(v, "/email").ok_or_else(|| bad("email", "must be a string"))?;
     let kind = match text(v, "/type") {
@@ -68,8 +77,8 @@ fn generic(v: &Value) -> Result<Webhook, WebhookError> {
         Some("complaint") => BounceKind::Complaint,
         _ => return Err(bad("type", "must be \"hard\", \"soft\" or \"complaint\"")),
     };
-    let reason = text(v, "/reason").unwrap_or_default().to_owned();
-    let key = text(v, "/id").map_or_else(|| format!("generic/{}", body_key(v)), |id| format!("generic/{id}"));
+    let reason = optional_text(v, "reason")?.unwrap_or_default().to_owned();
+    let key = optional_text(v, "id")?.map_or_else(|| format!("generic/{}", body_key(v)), |id| format!("generic/{id}"));
     Ok(Webhook::Events {
         provider: "generic",
         events: vec![Event { email: email.into(), kind: Some(kind), reason, key }],

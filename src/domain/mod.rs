@@ -2,6 +2,7 @@
 //! rest of the program never holds an invalid value.
 
 mod api_key;
+mod author;
 mod delivery;
 mod email;
 mod name;
@@ -12,7 +13,8 @@ mod suppression;
 mod text;
 mod token;
 
-pub use api_key::ApiKeySecret;
+pub use api_key::{ApiKeySecret, sha256_hex};
+pub use author::{MIN_PASSWORD_CHARS, Password, PasswordError, SessionSecret, decoy_hash, password_matches};
 pub use delivery::{DeliveryStatus, DigestState, FailureClass, SmtpStage};
 pub use email::{EmailAddress, EmailError, is_dns_label};
 pub use name::{NameError, SubscriberName};

@@ -42,6 +42,20 @@ impl serde::Serialize for ListSlug {
     }
 }
 
+/// In the API document: a string of the slug's shape; the served document
+/// names the configured lists (see `http::openapi`).
+impl utoipa::PartialSchema for ListSlug {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"))
+            .description(Some("A list's slug"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ListSlug {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

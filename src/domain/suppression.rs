@@ -2,10 +2,9 @@
 //! bounce report said, and the key an address is known by once erased.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SuppressionReason {
     HardBounce,
@@ -103,12 +102,7 @@ impl BounceKind {
 /// lowercased address, hex. The address itself is kept beside it until the
 /// reader is erased.
 pub fn address_hash(email: &str) -> String {
-    let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut out, b| {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    super::api_key::sha256_hex(email.trim().to_lowercase().as_bytes())
 }
 
 #[cfg(test)]

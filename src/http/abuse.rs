@@ -75,6 +75,7 @@ pub struct Limits {
     pub confirm_on: bool,
     pub manage: Limit,
     pub manage_on: bool,
+    pub login: Limit,
 }
 
 impl Limits {
@@ -86,6 +87,7 @@ impl Limits {
             confirm_on: settings.confirm_rate_per_minute > 0,
             manage: per_minute(settings.manage_rate_per_minute, ip)?,
             manage_on: settings.manage_rate_per_minute > 0,
+            login: per_minute(settings.login_rate_per_minute, ip)?,
         })
     }
 }

@@ -8,18 +8,19 @@ use actix_web::{HttpResponse, web};
 use atom_syndication::{Entry, Feed, FixedDateTime, Link, Person, Text};
 use chrono::{NaiveDateTime, TimeZone, Utc};
 
+use super::AppState;
+use super::endpoint::endpoint;
 use super::error::ApiError;
-use super::{AppState, get};
 use crate::config::ListSettings;
 
 /// How many digests an archive page and its feed show.
 const ARCHIVE_PAGE: i64 = 100;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/archive", get().to(index))
-        .route("/archive/{slug}", get().to(list))
-        .route("/archive/{slug}/feed.xml", get().to(feed))
-        .route("/archive/{slug}/{id}", get().to(digest));
+    cfg.service(endpoint("/archive").get(index).done())
+        .service(endpoint("/archive/{slug}").get(list).done())
+        .service(endpoint("/archive/{slug}/feed.xml").get(feed).done())
+        .service(endpoint("/archive/{slug}/{id}").get(digest).done());
 }
 
 fn archived_list<'a>(state: &'a AppState, slug: &str) -> Option<&'a ListSettings> {

@@ -3,12 +3,12 @@
 use actix_web::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::get;
+use super::endpoint::endpoint;
 
 const STYLE: &str = include_str!("pages/style.css");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/style.css", get().to(style));
+    cfg.service(endpoint("/style.css").get(style).done());
 }
 
 /// The stylesheet's version: it changes with the binary's stylesheet.

@@ -3,9 +3,28 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::store::StoreError;
+
+/// The body of every refusal: what went wrong and what to do, and the
+/// field at fault when one is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>) -> Self {
+        Self { error: error.into(), field: None }
+    }
+
+    pub fn on(field: &str, error: impl Into<String>) -> Self {
+        Self { error: error.into(), field: Some(field.to_owned()) }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -90,8 +109,8 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let body = match self {
-            Self::Invalid { field, message } => json!({ "error": message, "field": field }),
-            other => json!({ "error": other.to_string() }),
+            Self::Invalid { field, message } => ErrorBody::on(field, message.as_str()),
+            other => ErrorBody::new(other.to_string()),
         };
         answer.json(body)
     }

@@ -8,18 +8,22 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Condition;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::AppState;
 use super::abuse::Limits;
 use super::body::{self, Kind};
+use super::endpoint::endpoint;
 use super::error::ApiError;
-use super::{AppState, get};
 use crate::domain::EmailAddress;
 use crate::store::preferences::ManageOutcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
-    cfg.route("/manage", get().to(page)).service(
-        web::resource("/manage")
-            .wrap(Condition::new(limits.manage_on, Governor::new(&limits.manage)))
-            .route(web::post().to(ask)),
+    // Only the POST sends mail: the page itself is not rate limited.
+    cfg.service(endpoint("/manage").guard(super::endpoint::reading()).get(page).done()).service(
+        endpoint("/manage")
+            .get(page)
+            .post(ask)
+            .done()
+            .wrap(Condition::new(limits.manage_on, Governor::new(&limits.manage))),
     );
 }
 

@@ -6,13 +6,14 @@ use std::net::TcpListener;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
+use super::endpoint::endpoint;
 use super::error::ApiError;
 use super::{AppState, admin, get};
 use crate::store::Store;
 use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", get().to(guarded));
+    cfg.service(endpoint("/metrics").get(guarded).done());
 }
 
 /// A server answering only `GET /metrics`, without the admin token, for
@@ -25,7 +26,10 @@ pub fn server(listener: TcpListener, store: Store) -> std::io::Result<actix_web:
         .run())
 }
 
-async fn guarded(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("admin_token" = [])),
+    responses((status = 200, description = "Every meter", body = String, content_type = "text/plain")))]
+pub(super) async fn guarded(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(req.headers(), &state.settings)?;
     scrape(&state.store).await
 }

@@ -8,9 +8,12 @@ mod archive;
 mod assets;
 mod body;
 mod connections;
+mod dashboard;
+mod endpoint;
 mod error;
 mod manage;
 mod metrics;
+mod openapi;
 mod pages;
 mod preferences;
 mod public;
@@ -31,7 +34,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use pages::Pages;
 
 use crate::bounce::Bounces;
@@ -54,14 +57,29 @@ pub struct AppState {
     pub digest_wake: Arc<Notify>,
     pub bounces: Bounces,
     pub api_keys: ApiKeys,
+    /// `GET /openapi.json`, built at start (it names the configured lists).
+    pub openapi: String,
+    pub login_throttle: LoginThrottle,
 }
 
 pub use abuse::{ClientIp, Limits};
 pub use api_keys::ApiKeys;
 pub use connections::{ConnectionCap, refuse_over_cap};
+pub use dashboard::LoginThrottle;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
+    // A query or path the extractors cannot read gets the API's own 400.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::invalid("query", format!("the query string cannot be read: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::invalid("path", format!("the address cannot be read: {e}")).into()),
+    );
+    // Before the API's `/admin` scope, whose token check would refuse them.
+    dashboard::routes(cfg, limits);
     public::routes(cfg, limits);
     unsubscribe::routes(cfg);
     preferences::routes(cfg);
@@ -71,14 +89,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &Limits) {
     metrics::routes(cfg);
     admin::routes(cfg);
     webhooks::routes(cfg);
+    openapi::routes(cfg);
 }
+
+pub use openapi::document_json as openapi_document;
 
 pub use metrics::server as metrics_server;
 
 /// A route for `GET` that answers `HEAD` too (uptime monitors ask with
 /// `HEAD`; the server sends the same headers without the body).
 pub fn get() -> actix_web::Route {
-    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+    web::route().guard(endpoint::reading())
 }
 
 pub fn security_headers() -> DefaultHeaders {
@@ -126,7 +147,7 @@ pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
             Some(("/", "Go to the signup form")),
         )
     } else {
-        HttpResponse::NotFound().json(serde_json::json!({ "error": "no such page or API route" }))
+        HttpResponse::NotFound().json(ErrorBody::new("no such page or API route"))
     }
 }
 

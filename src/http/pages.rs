@@ -65,6 +65,9 @@ impl Pages {
             ("archive_list", include_str!("pages/archive_list.hbs")),
             ("archive_digest", include_str!("pages/archive_digest.hbs")),
             ("embed", include_str!("pages/embed.hbs")),
+            ("dash_layout", include_str!("pages/dashboard/layout.hbs")),
+            ("dash_login", include_str!("pages/dashboard/login.hbs")),
+            ("dash_overview", include_str!("pages/dashboard/overview.hbs")),
         ] {
             registry.register_template_string(name, src).map_err(Box::new)?;
         }
@@ -89,6 +92,35 @@ impl Pages {
         let mut data = data.clone();
         if let Some(map) = data.as_object_mut() {
             map.entry("feed").or_insert(serde_json::Value::Null);
+        }
+        self.render(status, template, &data)
+    }
+
+    /// A dashboard page for a signed-in author: the section bar, the sign
+    /// out form with the session's CSRF token, and `data`.
+    pub fn dashboard(
+        &self,
+        status: StatusCode,
+        template: &str,
+        author: &str,
+        csrf: &str,
+        section: &str,
+        data: &serde_json::Value,
+    ) -> HttpResponse {
+        let mut data = data.clone();
+        if let Some(map) = data.as_object_mut() {
+            map.insert("author".into(), json!(author));
+            map.insert("csrf".into(), json!(csrf));
+            map.insert("section".into(), json!(section));
+        }
+        self.render(status, template, &data)
+    }
+
+    /// A dashboard page before signing in (no section bar).
+    pub fn dashboard_public(&self, status: StatusCode, template: &str, data: &serde_json::Value) -> HttpResponse {
+        let mut data = data.clone();
+        if let Some(map) = data.as_object_mut() {
+            map.insert("author".into(), serde_json::Value::Null);
         }
         self.render(status, template, &data)
     }

@@ -8,20 +8,20 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{self, Kind};
+use super::endpoint::endpoint;
 use super::error::ApiError;
 use super::pages::PreferencesView;
-use super::{AppState, evidence, get};
+use super::{AppState, evidence};
 use crate::domain::{SubscriberName, TokenKind};
 use crate::store::preferences::JoinOutcome;
+use crate::store::readers::ReaderData;
 use crate::store::subscriptions::Left;
 use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/preferences/{token}", get().to(page))
-        .route("/preferences/{token}", web::post().to(change))
-        .route("/preferences/{token}/export", get().to(export))
-        .route("/preferences/{token}/erase", get().to(erase_page))
-        .route("/preferences/{token}/erase", web::post().to(erase));
+    cfg.service(endpoint("/preferences/{token}").get(page).post(change).done())
+        .service(endpoint("/preferences/{token}/export").get(export).done())
+        .service(endpoint("/preferences/{token}/erase").get(erase_page).post(erase).done());
 }
 
 /// The answer to a link that is forged, cut short, or whose reader is gone.
@@ -161,7 +161,14 @@ async fn change(
 }
 
 /// `GET /preferences/{token}/export`: everything kept about the reader.
-async fn export(token: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Everything kept about the reader whose link this is (GDPR art. 15, 20).
+#[utoipa::path(get, path = "/preferences/{token}/export", tag = "readers",
+    params(("token" = String, Path, description = "The token of the reader's unsubscribe link")),
+    responses(
+        (status = 200, description = "The reader's data", body = ReaderData),
+        (status = 404, description = "A forged or unknown link: a page that says how to get a new one", body = String, content_type = "text/html"),
+    ))]
+pub(super) async fn export(token: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(id) = reader(&state, &token).await? else { return Ok(unknown_link(&state)) };
     let Some(data) = state.store.reader_data(id).await? else { return Ok(unknown_link(&state)) };
     Ok(HttpResponse::Ok()

@@ -2,11 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use actix_governor::Governor;
-use actix_web::http::Method;
 use actix_web::http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
     AUTHORIZATION, CACHE_CONTROL, HeaderValue, ORIGIN, VARY,
@@ -16,39 +14,46 @@ use actix_web::middleware::Condition;
 use super::abuse::{self, FillCheck, Limits};
 use super::api_keys::{self, KeyCheck, Presented};
 use super::body::{self, Kind};
-use super::error::ApiError;
+use super::endpoint::endpoint;
+use super::error::{ApiError, ErrorBody};
 use super::pages::SignupForm;
-use super::{AppState, evidence, get};
+use super::{AppState, evidence};
 use crate::domain::{EmailAddress, ListSlug, SignupSource, SubscriberName, TokenKind, redact_token};
 use crate::store::signups::{SignupOutcome, SignupRequest};
 use crate::store::subscriptions::ConfirmOutcome;
 use crate::telemetry::meters;
 
 pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
-    cfg.route("/", get().to(signup_form))
-        .route("/privacy", get().to(privacy))
-        .route("/embed", get().to(embed))
+    cfg.service(endpoint("/").get(signup_form).done())
+        .service(endpoint("/privacy").get(privacy).done())
+        .service(endpoint("/embed").get(embed).done())
         // A keyed signup is limited per key (in the handler), not per IP: a
         // blog's backend signs everyone up from one address.
         .service(
-            web::resource("/subscriptions")
+            endpoint("/subscriptions")
                 .guard(actix_web::guard::fn_guard(|ctx| ctx.head().headers().contains_key(AUTHORIZATION)))
-                .route(web::post().to(subscribe)),
+                .post(subscribe)
+                .options(preflight)
+                .done(),
         )
         .service(
-            web::resource("/subscriptions")
-                .wrap(Condition::new(limits.signup_on, Governor::new(&limits.signup)))
-                .route(web::post().to(subscribe))
-                .route(web::method(Method::OPTIONS).to(preflight)),
+            endpoint("/subscriptions")
+                .post(subscribe)
+                .options(preflight)
+                .done()
+                .wrap(Condition::new(limits.signup_on, Governor::new(&limits.signup))),
         )
-        .route("/subscriptions/form-token", get().to(form_token))
-        .route("/subscriptions/confirm", get().to(confirm_page))
+        .service(endpoint("/subscriptions/form-token").get(form_token).done())
+        // Showing the confirmation page is not rate limited; confirming is.
+        .service(endpoint("/subscriptions/confirm").guard(super::endpoint::reading()).get(confirm_page).done())
         .service(
-            web::resource("/subscriptions/confirm")
-                .wrap(Condition::new(limits.confirm_on, Governor::new(&limits.confirm)))
-                .route(web::post().to(confirm)),
+            endpoint("/subscriptions/confirm")
+                .get(confirm_page)
+                .post(confirm)
+                .done()
+                .wrap(Condition::new(limits.confirm_on, Governor::new(&limits.confirm))),
         )
-        .route("/health", get().to(health));
+        .service(endpoint("/health").get(health).done());
 }
 
 async fn privacy(state: web::Data<AppState>) -> HttpResponse {
@@ -87,12 +92,22 @@ async fn signup_form(state: web::Data<AppState>) -> HttpResponse {
     state.pages.signup(StatusCode::OK, &state.settings.lists, &form)
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct FormToken {
+    /// Send it with one signup.
+    form_token: String,
+    /// Sign up no sooner than this many milliseconds after getting it.
+    min_fill_ms: u64,
+}
+
 /// A fill-time token for forms we do not render (the blog's own copy) and
 /// for JSON clients: sign up with it no sooner than `min_fill_ms` later.
-async fn form_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let mut answer = HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(
-        json!({ "form_token": abuse::form_token(&state.signer), "min_fill_ms": state.settings.form_min_fill_ms }),
-    );
+#[utoipa::path(get, path = "/subscriptions/form-token", tag = "readers",
+    responses((status = 200, description = "A token for one signup", body = FormToken)))]
+pub(super) async fn form_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut answer = HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(FormToken { form_token: abuse::form_token(&state.signer), min_fill_ms: state.settings.form_min_fill_ms });
     cors(&req, &state, &mut answer);
     answer
 }
@@ -108,7 +123,7 @@ fn cors(req: &HttpRequest, state: &AppState, answer: &mut HttpResponse) {
 
 async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if !abuse::from_allowed_origin(req.headers(), &state.settings) {
-        return HttpResponse::Forbidden().json(json!({ "error": "this origin may not call the signup API" }));
+        return HttpResponse::Forbidden().json(ErrorBody::new("this origin may not call the signup API"));
     }
     let mut answer = HttpResponse::NoContent()
         .insert_header((ACCESS_CONTROL_ALLOW_METHODS, "POST"))
@@ -120,14 +135,20 @@ async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
 }
 
 /// A signup as it arrives, before any of it is trusted.
-#[derive(Debug, Default, Deserialize)]
-struct RawSignup {
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub(super) struct RawSignup {
+    #[schema(format = Email)]
     email: Option<String>,
+    /// How the newsletters greet the reader (optional).
     name: Option<String>,
+    /// The newsletters to subscribe to.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::ListSlug>, min_items = 1)]
     lists: Vec<String>,
     /// The form's hidden honeypot field: people leave it empty, bots do not.
+    /// Not in the document: a client that fills it is answered as a bot.
     #[serde(default)]
+    #[schema(ignore)]
     website: Option<String>,
     /// When the form was served (see `abuse::form_token`); JSON clients get
     /// one from `GET /subscriptions/form-token`.
@@ -184,9 +205,36 @@ fn validate(raw: &RawSignup, state: &AppState) -> Result<ValidSignup, ApiError> 
     Ok(ValidSignup { email, name, lists })
 }
 
+/// The answer to every accepted JSON signup, whatever the address's state.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SignupAccepted {
+    /// Always `pending`: a confirmation link is on its way if the address
+    /// can receive our newsletters.
+    status: &'static str,
+}
+
 /// `POST /subscriptions`, from the form or as JSON. The answer is the same
 /// whatever the address's state, so it tells nobody who subscribes.
-async fn subscribe(
+#[utoipa::path(post, path = "/subscriptions", tag = "readers",
+    security((), ("api_key" = [])),
+    request_body(description = "The signup: JSON (an API client) or the form's fields", content(
+        (RawSignup = "application/json"),
+        (RawSignup = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 202, description = "Accepted (JSON): a confirmation link is on its way if the address can receive mail", body = SignupAccepted),
+        (status = 200, description = "Accepted (form): the page that says to check the inbox, or asks for one more step", body = String, content_type = "text/html"),
+        (status = 400, description = "A field is missing or wrong (named in `field`)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 401, description = "Authorization is not a live API key", body = ErrorBody),
+        (status = 403, description = "Signups from this origin, or as JSON, are not accepted", content(
+            (ErrorBody = "application/json"),
+            (String = "text/html"),
+        )),
+    ))]
+pub(super) async fn subscribe(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -206,10 +254,10 @@ async fn subscribe(
 
 /// 401 for a bearer that is not a live API key.
 fn key_refused(why: &str) -> HttpResponse {
-    HttpResponse::Unauthorized().insert_header(("WWW-Authenticate", "Bearer")).json(json!({
-        "error": format!("{why}: create one with `tidings api-keys create --name NAME`, or sign up without Authorization and with a form_token"),
-        "field": "Authorization",
-    }))
+    HttpResponse::Unauthorized().insert_header(("WWW-Authenticate", "Bearer")).json(ErrorBody::on(
+        "Authorization",
+        format!("{why}: create one with `tidings api-keys create --name NAME`, or sign up without Authorization and with a form_token"),
+    ))
 }
 
 /// Why a signup's form token did not pass.
@@ -242,7 +290,7 @@ fn token_refused(state: &AppState, raw: &RawSignup, source: SignupSource, proble
                 "{why}: get one from GET /subscriptions/form-token for each signup and send it no sooner than {} ms later",
                 state.settings.form_min_fill_ms
             );
-            HttpResponse::BadRequest().json(json!({ "error": message, "field": "form_token" }))
+            HttpResponse::BadRequest().json(ErrorBody::on("form_token", message))
         }
     }
 }
@@ -257,7 +305,7 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
                 Some(("/", "Go to the signup form")),
             ));
         }
-        return Ok(HttpResponse::Forbidden().json(json!({ "error": "signups from this site are not accepted" })));
+        return Ok(HttpResponse::Forbidden().json(ErrorBody::new("signups from this site are not accepted")));
     }
     // A key is checked before the body is read: a wrong one costs nothing.
     let keyed = match api_keys::presented(req) {
@@ -268,9 +316,9 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
             KeyCheck::Unknown => return Ok(key_refused("this API key is unknown or revoked")),
             KeyCheck::Limited(wait) => {
                 let secs = wait.as_secs().max(1);
-                return Ok(HttpResponse::TooManyRequests().insert_header(("Retry-After", secs.to_string())).json(
-                    json!({ "error": format!("this API key made too many signups; try again in {secs} seconds") }),
-                ));
+                return Ok(HttpResponse::TooManyRequests()
+                    .insert_header(("Retry-After", secs.to_string()))
+                    .json(ErrorBody::new(format!("this API key made too many signups; try again in {secs} seconds"))));
             }
         },
     };
@@ -279,16 +327,14 @@ async fn signup(req: &HttpRequest, payload: web::Payload, state: &AppState) -> R
     let (raw, source) = match kind {
         Kind::Json if state.settings.json_signups => (RawSignup::from_json(&body)?, SignupSource::Api),
         Kind::Json => {
-            return Ok(
-                HttpResponse::Forbidden().json(json!({ "error": "this service takes signups from its form only" }))
-            );
+            return Ok(HttpResponse::Forbidden().json(ErrorBody::new("this service takes signups from its form only")));
         }
         Kind::Form => (RawSignup::from_form(&body), SignupSource::Form),
         Kind::Other => return Err(ApiError::UnsupportedMediaType),
     };
     let accepted = || {
         match source {
-        SignupSource::Api => HttpResponse::Accepted().json(json!({ "status": "pending" })),
+        SignupSource::Api => HttpResponse::Accepted().json(SignupAccepted { status: "pending" }),
         SignupSource::Form => state.pages.message(
             StatusCode::OK,
             "Check your inbox",
@@ -454,14 +500,29 @@ async fn confirm(
     })
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// `ok`, or `unavailable` when the database does not answer.
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    database: &'static str,
+}
+
+/// Whether the service and its database answer (for load balancers and
+/// uptime monitors; `HEAD` works too).
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "The database does not answer", body = Health),
+    ))]
+pub(super) async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": state.store.backend_name() })),
+        Ok(()) => HttpResponse::Ok().json(Health { status: "ok", database: state.store.backend_name() }),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "5"))
-                .json(json!({ "status": "unavailable", "database": state.store.backend_name() }))
+                .json(Health { status: "unavailable", database: state.store.backend_name() })
         }
     }
 }

@@ -10,31 +10,57 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::body;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::author;
 use crate::domain::EmailAddress;
 use crate::portability::export::export;
 use crate::portability::formats::Format;
-use crate::portability::import::{ImportError, import};
+use crate::portability::import::{ImportError, ImportReport, import};
 use crate::store::imports::ImportSettings;
 use crate::store::readers::ExportFilter;
 
 /// An uploaded CSV file, read whole (a million rows fit; the CLI streams).
 const MAX_UPLOAD: usize = 256 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ImportQuery {
+    /// The list's slug (required).
+    #[param(value_type = crate::domain::ListSlug, required = true)]
     list: Option<String>,
+    /// `auto` (from the header row), `tidings`, `mailchimp`, `listmonk`,
+    /// `substack` or `ghost`.
     format: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    send_confirmations: bool,
+    /// Check and count only: nothing is written.
+    #[param(value_type = Option<bool>)]
+    dry_run: Option<String>,
+    /// Mail pending readers a confirmation link.
+    #[param(value_type = Option<bool>)]
+    send_confirmations: Option<String>,
+}
+
+/// `true`/`false` (also `1`/`0`, as forms send them), or a 400 naming the
+/// field; absent is `false`.
+fn flag(field: &'static str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value.map(str::trim) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(ApiError::invalid(field, "use true or false")),
+    }
 }
 
 /// `POST /admin/subscribers/import?list=SLUG[&format=F][&dry_run=true]`:
 /// the body is the CSV file (`text/csv`), or a `multipart/form-data` upload
 /// whose first file part is.
+#[utoipa::path(post, path = "/admin/subscribers/import", tag = "admin", security(("admin_token" = [])), params(ImportQuery),
+    request_body(description = "The CSV file, or a multipart upload whose first file part is", content(
+        ("text/csv"),
+        ("multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "What the import did, invalid rows listed", body = ImportReport),
+        (status = 400, description = "A parameter is wrong, or the file cannot be imported", body = ErrorBody),
+    ))]
 pub(super) async fn import_csv(
     req: HttpRequest,
     query: web::Query<ImportQuery>,
@@ -43,6 +69,8 @@ pub(super) async fn import_csv(
 ) -> Result<HttpResponse, ApiError> {
     let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
     let list = author::known_list(&state.settings, "list", slug)?;
+    let dry_run = flag("dry_run", query.dry_run.as_deref())?;
+    let send_confirmations = flag("send_confirmations", query.send_confirmations.as_deref())?;
     let format = query.format.clone().unwrap_or_else(|| "auto".into());
     if !Format::NAMES.contains(&format.as_str()) {
         return Err(ApiError::invalid("format", format!("use one of {}", Format::NAMES.join(", "))));
@@ -51,15 +79,15 @@ pub(super) async fn import_csv(
     let file = uploaded_file(&req, raw)?;
     let settings = ImportSettings {
         list: list.to_string(),
-        dry_run: query.dry_run,
-        send_confirmations: query.send_confirmations,
+        dry_run,
+        send_confirmations,
         confirm_ttl: chrono::Duration::hours(i64::from(state.settings.confirm_token_ttl_hours)),
         consent_version: state.settings.consent_version.clone(),
     };
     let open = move || Ok(std::io::Cursor::new(file.clone()));
     match import(&state.store, settings, &format, open, |_| {}).await {
         Ok(report) => {
-            if query.send_confirmations && !query.dry_run {
+            if send_confirmations && !dry_run {
                 state.outbox_wake.notify_one();
             }
             tracing::info!(created = report.created, invalid = report.invalid, "subscribers imported");
@@ -92,20 +120,41 @@ fn uploaded_file(req: &HttpRequest, raw: Bytes) -> Result<Bytes, ApiError> {
         .ok_or_else(|| ApiError::invalid("file", "the upload holds no file"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ExportQuery {
+    /// Only this list's readers.
+    #[param(value_type = Option<crate::domain::ListSlug>)]
     list: Option<String>,
+    /// Only readers in this state.
+    #[param(value_type = Option<ExportStatus>)]
     status: Option<String>,
 }
 
+/// The states an export can be narrowed to.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // The document's names for `ExportFilter::STATUSES`.
+pub(super) enum ExportStatus {
+    Confirmed,
+    Pending,
+    Unsubscribed,
+    Suppressed,
+}
+
 /// `GET /admin/subscribers/export.csv[?list=SLUG&status=S]`, streamed.
+#[utoipa::path(get, path = "/admin/subscribers/export.csv", tag = "admin", security(("admin_token" = [])), params(ExportQuery),
+    responses(
+        (status = 200, description = "Every reader's subscriptions, one row each", body = String, content_type = "text/csv"),
+        (status = 400, description = "A parameter is wrong", body = ErrorBody),
+    ))]
 pub(super) async fn export_csv(
     query: web::Query<ExportQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let list = query.list.as_deref().map(|s| author::known_list(&state.settings, "list", s)).transpose()?;
     let status = query.status.clone();
-    if status.as_deref().is_some_and(|s| !["confirmed", "pending", "unsubscribed", "suppressed"].contains(&s)) {
+    if status.as_deref().is_some_and(|s| !ExportFilter::STATUSES.contains(&s)) {
         return Err(ApiError::invalid("status", "use confirmed, pending, unsubscribed or suppressed"));
     }
     let filter = ExportFilter { list: list.map(|l| l.to_string()), status };
@@ -128,6 +177,13 @@ fn tokio_stream_of(mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> impl futures
 }
 
 /// `DELETE /admin/subscribers/{email}`: erases the reader.
+#[utoipa::path(delete, path = "/admin/subscribers/{email}", tag = "admin", security(("admin_token" = [])),
+    params(("email" = String, Path, description = "The reader's address")),
+    responses(
+        (status = 204, description = "Erased: only a hash stays, on the suppression list if it was there"),
+        (status = 400, description = "Not an email address", body = ErrorBody),
+        (status = 404, description = "No reader with that address", body = ErrorBody),
+    ))]
 pub(super) async fn erase(email: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let email = EmailAddress::parse(&email).map_err(|e| ApiError::invalid("email", e))?;
     let Some(id) = state.store.reader_by_email(email.as_str().to_owned()).await? else {

@@ -5,12 +5,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::body::{self, Kind};
+use super::endpoint::endpoint;
 use super::error::ApiError;
-use super::{AppState, evidence, get};
+use super::{AppState, evidence};
 use crate::domain::TokenKind;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/unsubscribe/{token}", get().to(page)).route("/unsubscribe/{token}", web::post().to(unsubscribe));
+    cfg.service(endpoint("/unsubscribe/{token}").get(page).post(unsubscribe).done());
 }
 
 fn unknown_link(state: &AppState) -> HttpResponse {

@@ -8,13 +8,15 @@ use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::body;
-use super::error::ApiError;
+use super::endpoint::endpoint;
+use super::error::{ApiError, ErrorBody};
+use crate::bounce::Tally;
 use crate::bounce::webhook::{self, Webhook};
 use crate::config::Settings;
 
@@ -22,10 +24,53 @@ use crate::config::Settings;
 const MAX_EVENTS_BODY: usize = 1024 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/bounces", web::post().to(bounces));
+    cfg.service(endpoint("/webhooks/bounces").post(bounces).done());
 }
 
-async fn bounces(
+/// The generic event; the documented events of Amazon SES (through SNS),
+/// Postmark, Mailgun and SendGrid are taken as they come.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // The shape, for the document: the body is read by `webhook::parse`.
+pub(super) struct GenericBounceEvent {
+    email: String,
+    #[serde(rename = "type")]
+    kind: GenericKind,
+    reason: Option<String>,
+    /// Names the event: the same id again changes nothing.
+    id: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum GenericKind {
+    Hard,
+    Soft,
+    Complaint,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(super) enum WebhookAnswer {
+    /// An Amazon SNS subscription, confirmed.
+    Confirmed { confirmed: bool },
+    /// The events, applied: what they amounted to.
+    Applied { provider: &'static str, applied: Tally },
+}
+
+/// Bounce and complaint events, behind `TIDINGS_BOUNCE_WEBHOOK_SECRET`.
+#[utoipa::path(post, path = "/webhooks/bounces", tag = "webhooks", security(("webhook_secret" = []), ("webhook_basic" = [])),
+    request_body(description = "The generic event, or a provider's event (SNS posts it as text/plain)", content(
+        (GenericBounceEvent = "application/json"),
+        ("text/plain"),
+    )),
+    responses(
+        (status = 200, description = "Applied, or the SNS subscription confirmed", body = WebhookAnswer),
+        (status = 400, description = "Not an event we can read (the field at fault is named)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong secret", body = ErrorBody),
+        (status = 404, description = "The webhook is off: no secret is configured", body = ErrorBody),
+    ))]
+pub(super) async fn bounces(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -37,12 +82,12 @@ async fn bounces(
         Webhook::ConfirmSubscription { url } => {
             confirm_sns(&url, &state.settings).await?;
             tracing::info!("Amazon SNS subscription confirmed");
-            Ok(HttpResponse::Ok().json(json!({ "confirmed": true })))
+            Ok(HttpResponse::Ok().json(WebhookAnswer::Confirmed { confirmed: true }))
         }
         Webhook::Events { provider, events } => {
             let tally = state.bounces.apply_events(provider, events).await?;
             tracing::info!(provider, %tally, "bounce events applied");
-            Ok(HttpResponse::Ok().json(json!({ "provider": provider, "applied": tally })))
+            Ok(HttpResponse::Ok().json(WebhookAnswer::Applied { provider, applied: tally }))
         }
     }
 }

@@ -129,7 +129,7 @@ pub struct ImportRow {
 }
 
 /// A row we cannot import, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct InvalidRow {
     pub line: u64,
     pub reason: String,

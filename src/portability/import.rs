@@ -17,7 +17,7 @@ const BATCH: usize = 1000;
 /// Invalid rows listed one by one in the report; beyond, only counted.
 const LISTED_INVALID: usize = 1000;
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ImportReport {
     pub list: String,
     pub format: String,

@@ -11,9 +11,15 @@ pub(crate) mod sqlite {
 
     pub(crate) type Conn = diesel::SqliteConnection;
 
+    /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
+    pub(crate) fn day_of(column: &str) -> String {
+        format!("substr({column}, 1, 10)")
+    }
+
     /// The other table families' query code for this backend.
     pub(crate) use crate::store::deliveries::sqlite as deliveries_sql;
     pub(crate) use crate::store::digests::sqlite as digests_sql;
+    pub(crate) use crate::store::lists::sqlite as lists_sql;
     pub(crate) use crate::store::posts::sqlite as posts_sql;
     pub(crate) use crate::store::preferences::sqlite as preferences_sql;
     pub(crate) use crate::store::signups::sqlite as signups_sql;
@@ -90,8 +96,14 @@ pub(crate) mod pg {
 
     pub(crate) type Conn = diesel::PgConnection;
 
+    /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
+    pub(crate) fn day_of(column: &str) -> String {
+        format!("to_char({column}, 'YYYY-MM-DD')")
+    }
+
     pub(crate) use crate::store::deliveries::pg as deliveries_sql;
     pub(crate) use crate::store::digests::pg as digests_sql;
+    pub(crate) use crate::store::lists::pg as lists_sql;
     pub(crate) use crate::store::posts::pg as posts_sql;
     pub(crate) use crate::store::preferences::pg as preferences_sql;
     pub(crate) use crate::store::signups::pg as signups_sql;

@@ -17,7 +17,7 @@ use super::schema::{
 use super::{Store, StoreResult};
 use crate::domain::{DeliveryStatus, DigestState, FailureClass, ListSlug, SubscriptionStatus, digest_subject};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DigestSummary {
     pub id: i64,
     pub list: String,
@@ -36,7 +36,7 @@ pub enum TriggerOutcome {
     KeyReused,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DigestStatus {
     pub id: i64,
     pub list: String,
@@ -65,12 +65,14 @@ pub struct DigestStatus {
     /// Why the digest is paused, while it is.
     pub paused_reason: Option<String>,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "super::utc_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FailureCounts {
     pub recipient: i64,
     pub message: i64,

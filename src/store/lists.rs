@@ -16,7 +16,7 @@ pub struct ListRow {
     pub description: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ListCounts {
     pub slug: String,
     pub name: String,
@@ -54,6 +54,11 @@ per_backend! {
     }
 
     pub(crate) fn counts(c: &mut Conn) -> QueryResult<Vec<ListCounts>> {
+        Ok(counts_by_id(c)?.into_iter().map(|(_, counts)| counts).collect())
+    }
+
+    /// Each list's id and its readers by state.
+    pub(crate) fn counts_by_id(c: &mut Conn) -> QueryResult<Vec<(i64, ListCounts)>> {
         let rows: Vec<(i64, String, i64)> = subscriptions::table
             .group_by((subscriptions::list_id, subscriptions::status))
             .select((subscriptions::list_id, subscriptions::status, count_star()))
@@ -67,13 +72,14 @@ per_backend! {
                         .map(|(_, _, n)| *n)
                         .sum()
                 };
-                ListCounts {
+                let counts = ListCounts {
                     pending: count(SubscriptionStatus::Pending),
                     confirmed: count(SubscriptionStatus::Confirmed),
                     unsubscribed: count(SubscriptionStatus::Unsubscribed),
                     slug: list.slug,
                     name: list.name,
-                }
+                };
+                (list.id, counts)
             })
             .collect())
     }

@@ -46,6 +46,7 @@ macro_rules! on_backend {
 
 pub mod api_keys;
 pub mod archive;
+pub mod authors;
 mod backend;
 pub mod backup;
 pub mod deliveries;
@@ -53,6 +54,7 @@ pub mod digests;
 pub mod imports;
 pub mod lists;
 pub mod outbox;
+pub mod overview;
 pub mod posts;
 pub mod preferences;
 pub mod readers;

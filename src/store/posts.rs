@@ -8,13 +8,14 @@ use super::schema::{lists, post_lists, posts};
 use super::{Store, StoreResult};
 use crate::domain::{ListSlug, NewPost};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PostRow {
     pub id: i64,
     pub url: String,
     pub title: String,
     pub summary: String,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub published_at: NaiveDateTime,
     pub lists: Vec<String>,
 }

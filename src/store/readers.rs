@@ -32,40 +32,49 @@ pub struct ExportRow {
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
     pub list: Option<String>,
-    /// `confirmed`, `pending`, `unsubscribed` or `suppressed`.
+    /// One of `STATUSES`.
     pub status: Option<String>,
 }
 
+impl ExportFilter {
+    pub const STATUSES: &[&str] = &["confirmed", "pending", "unsubscribed", "suppressed"];
+}
+
 /// Everything Tidings keeps about one reader.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReaderData {
     pub email: String,
     pub name: Option<String>,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
     pub subscriptions: Vec<SubscriptionData>,
     pub deliveries: Vec<DeliveryData>,
     pub suppression: Option<SuppressionData>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionData {
     pub list: String,
     pub status: String,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub subscribed_at: NaiveDateTime,
     #[serde(serialize_with = "super::utc_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<NaiveDateTime>,
     #[serde(serialize_with = "super::utc_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub unsubscribed_at: Option<NaiveDateTime>,
     /// Every consent record: signups, confirmations, unsubscribes.
     pub history: Vec<ConsentData>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConsentData {
     pub kind: String,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: NaiveDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
@@ -73,20 +82,22 @@ pub struct ConsentData {
     pub consent_version: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryData {
     pub digest: i64,
     pub subject: String,
     pub status: String,
     #[serde(serialize_with = "super::utc_opt")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub sent_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SuppressionData {
     pub reason: String,
     pub source: String,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
 }
 

@@ -228,6 +228,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    authors (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    author_sessions (id_hash) {
+        id_hash -> Text,
+        author_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(author_sessions -> authors (author_id));
 diesel::joinable!(outbox -> lists (list_id));
 diesel::joinable!(post_lists -> posts (post_id));
 diesel::joinable!(post_lists -> lists (list_id));
@@ -260,4 +280,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedule_runs,
     api_keys,
     senders,
+    authors,
+    author_sessions,
 );

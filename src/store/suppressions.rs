@@ -12,7 +12,7 @@ use super::subscriptions::Evidence;
 use super::{Store, StoreResult};
 use crate::domain::{BounceKind, SubscriptionStatus, SuppressionReason, address_hash};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Suppression {
     /// `None` once the reader was erased: the hash is all that is kept.
     pub email: Option<String>,
@@ -23,6 +23,7 @@ pub struct Suppression {
     pub source: String,
     pub detail: Option<String>,
     #[serde(serialize_with = "super::utc")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: NaiveDateTime,
 }
 

@@ -3,6 +3,7 @@
 //! set), and a real SMTP server on another port.
 #![allow(dead_code)]
 
+pub mod authors;
 pub mod browser;
 pub mod http;
 pub mod peers;

@@ -1,0 +1,221 @@
+//! The author's dashboard over HTTP: authors made by the CLI, signing in
+//! and out, the session cookie, CSRF, the failed-login limits, and the
+//! overview's counts and growth. (`tests/dashboard_browser.rs` drives the
+//! same pages in a real browser.)
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use common::authors::{PASSWORD, add_author};
+use common::{ADMIN_TOKEN, Backend, TestApp, tidings_cli};
+
+on_both_backends!(authors_sign_in_and_out, sign_ins_are_limited_per_ip, the_overview_counts_and_charts_each_list);
+
+/// The sign-in form's token and the cookie that goes with it.
+async fn login_form(app: &TestApp) -> (String, String) {
+    let res = app.get("/admin/login").await;
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = res.text().await.unwrap();
+    let token = page.split("name=\"login_token\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    (token, cookie)
+}
+
+/// Posts the sign-in form; the answer as it came.
+pub async fn sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let (token, cookie) = login_form(app).await;
+    app.client
+        .post(app.url("/admin/login"))
+        .header(COOKIE, cookie)
+        .form(&[("email", email), ("password", password), ("login_token", &token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session cookie (`name=value`) of a successful sign-in.
+pub async fn session(app: &TestApp, email: &str) -> String {
+    let res = sign_in(app, email, PASSWORD).await;
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let set = res
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("tidings_session="))
+        .unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+    app.client.get(app.url(path)).header(COOKIE, cookie).send().await.unwrap()
+}
+
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned()
+}
+
+async fn authors_sign_in_and_out(backend: Backend) {
+    // The per-IP limit has its own test below: this one signs in often.
+    let app = TestApp::spawn_with(backend, |s| s.login_rate_per_minute = 1_000).await;
+    let out = add_author(&app, "Doctor@Example.com", PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = add_author(&app, "doctor@example.com", PASSWORD);
+    assert!(!again.status.success(), "the same author twice");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is an author already"));
+    let short = add_author(&app, "other@example.com", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    assert_eq!(app.db.count("authors WHERE email = 'doctor@example.com' AND password_hash LIKE '$argon2id$v=19$%'"), 1);
+    let listed = tidings_cli(&app.db, app.smtp.port).args(["authors", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("doctor@example.com"));
+
+    // Without a session, the dashboard sends the author to sign in; the
+    // API's token is not a web login.
+    let res = app.get("/admin").await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/admin/login"));
+    let res = app.client.get(app.url("/admin")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+
+    // A wrong password and an unknown author get the same answer.
+    let wrong = sign_in(&app, "doctor@example.com", "not the passphrase").await;
+    let unknown = sign_in(&app, "nobody@example.com", PASSWORD).await;
+    assert_eq!((wrong.status().as_u16(), unknown.status().as_u16()), (401, 401));
+    let (wrong, unknown) = (wrong.text().await.unwrap(), unknown.text().await.unwrap());
+    let message = "That address and password do not match an author.";
+    assert!(wrong.contains(message) && unknown.contains(message));
+    // A form posted without the cookie served with it (another site's copy).
+    let res = app
+        .client
+        .post(app.url("/admin/login"))
+        .form(&[("email", "doctor@example.com"), ("password", PASSWORD), ("login_token", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+
+    // Signing in: a cookie the page's scripts cannot read, and a new one
+    // each time.
+    let res = sign_in(&app, "DOCTOR@example.com", PASSWORD).await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/admin"));
+    let set = res.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let session_cookie = set.iter().find(|c| c.starts_with("tidings_session=")).unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age=43200"] {
+        assert!(session_cookie.contains(attribute), "{attribute} in {session_cookie}");
+    }
+    assert!(!session_cookie.contains("Secure"), "the test's base URL is http");
+    let cookie = session_cookie.split(';').next().unwrap().to_owned();
+    assert_ne!(cookie, session(&app, "doctor@example.com").await);
+    assert_eq!(app.db.count("author_sessions"), 2);
+    let value = cookie.trim_start_matches("tidings_session=");
+    assert_eq!(app.db.count(&format!("author_sessions WHERE id_hash = '{value}'")), 0, "only a hash is kept");
+
+    let overview = page(&app, "/admin", &cookie).await;
+    assert_eq!(overview.status(), 200);
+    let html = overview.text().await.unwrap();
+    assert!(html.contains("<h1>Overview</h1>") && html.contains("doctor@example.com"));
+    let csrf = csrf_of(&html);
+    // The sign-in page of a signed-in author is the dashboard.
+    assert_eq!(page(&app, "/admin/login", &cookie).await.status(), 303);
+
+    // Signing out needs the session's CSRF token and the dashboard's origin.
+    let logout = |csrf: String, origin: Option<&'static str>| {
+        let mut req = app.client.post(app.url("/admin/logout")).header(COOKIE, &cookie).form(&[("csrf", csrf)]);
+        if let Some(origin) = origin {
+            req = req.header("Origin", origin);
+        }
+        req.send()
+    };
+    assert_eq!(logout("forged".into(), None).await.unwrap().status(), 403);
+    assert_eq!(logout(csrf.clone(), Some("https://evil.example")).await.unwrap().status(), 403);
+    assert_eq!(page(&app, "/admin", &cookie).await.status(), 200, "still signed in");
+    let res = logout(csrf, Some("http://tidings.test")).await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/admin/login"));
+    assert_eq!(page(&app, "/admin", &cookie).await.status(), 303, "the old cookie no longer works");
+
+    // A new password ends every session; removing an author too.
+    let other = session(&app, "doctor@example.com").await;
+    let mut child = tidings_cli(&app.db, app.smtp.port)
+        .args(["authors", "password", "doctor@example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"another long passphrase\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(page(&app, "/admin", &other).await.status(), 303);
+    assert_eq!(sign_in(&app, "doctor@example.com", PASSWORD).await.status(), 401);
+    assert_eq!(sign_in(&app, "doctor@example.com", "another long passphrase").await.status(), 303);
+    let removed =
+        tidings_cli(&app.db, app.smtp.port).args(["authors", "remove", "doctor@example.com"]).output().unwrap();
+    assert!(removed.status.success());
+    assert_eq!(app.db.count("author_sessions"), 0);
+
+    // Five failures for one address hold it back, known or not.
+    for _ in 0..5 {
+        assert_eq!(sign_in(&app, "guess@example.com", "wrong password!").await.status(), 401);
+    }
+    let held = sign_in(&app, "guess@example.com", "wrong password!").await;
+    assert_eq!(held.status(), 429);
+    assert!(held.headers().contains_key("retry-after"));
+    assert!(held.text().await.unwrap().contains("Too many failed sign-ins"));
+}
+
+async fn sign_ins_are_limited_per_ip(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| s.login_rate_per_minute = 3).await;
+    for _ in 0..3 {
+        assert_eq!(sign_in(&app, "guess@example.com", "wrong password!").await.status(), 401);
+    }
+    let res = sign_in(&app, "other@example.com", "wrong password!").await;
+    assert_eq!(res.status(), 429, "a fourth attempt from the address within the minute");
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(app.get("/admin/login").await.status(), 200, "the form itself is not limited");
+}
+
+async fn the_overview_counts_and_charts_each_list(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
+    app.db.seed_confirmed("orthopedic", "bone-", 7);
+    app.db.seed_confirmed("social-media", "social-", 3);
+    app.db.execute("UPDATE subscriptions SET confirmed_at = CURRENT_TIMESTAMP");
+    // Two of the orthopedic readers left today; one is suppressed.
+    app.db.execute(
+        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = CURRENT_TIMESTAMP \
+         WHERE subscriber_id IN (SELECT id FROM subscribers WHERE email IN ('bone-0@example.com', 'bone-1@example.com'))",
+    );
+    app.db.execute("UPDATE subscribers SET suppressed_at = CURRENT_TIMESTAMP WHERE email = 'bone-2@example.com'");
+    app.signup("waiting@example.com", &["orthopedic"]).await;
+
+    let cookie = session(&app, "doctor@example.com").await;
+    let html = page(&app, "/admin", &cookie).await.text().await.unwrap();
+    let section = html.split("id=\"list-orthopedic\"").nth(1).unwrap().split("</section>").next().unwrap();
+    let count = |name: &str| {
+        section.split(&format!("data-count=\"{name}\">")).nth(1).unwrap().split('<').next().unwrap().to_owned()
+    };
+    let db = |status: &str| {
+        app.db
+            .count(&format!(
+                "subscriptions WHERE status = '{status}' AND list_id = (SELECT id FROM lists WHERE slug = 'orthopedic')"
+            ))
+            .to_string()
+    };
+    assert_eq!(count("confirmed"), db("confirmed"));
+    assert_eq!((count("confirmed"), count("pending"), count("unsubscribed")), ("5".into(), "1".into(), "2".into()));
+    assert_eq!(count("suppressed"), "1");
+    // A chart and a table per window; today's row names what happened.
+    assert_eq!(section.matches("<svg class=\"chart\" role=\"img\"").count(), 2);
+    assert!(
+        section.contains("Last 30 days: <strong>7</strong> confirmed, <strong>2</strong> unsubscribed"),
+        "{section}"
+    );
+    assert!(section.contains("Last 90 days: <strong>7</strong> confirmed"));
+    let today = chrono::Utc::now().date_naive().format("%-d %B %Y").to_string();
+    assert!(section.contains(&format!("<tr><th scope=\"row\">{today}</th><td>7</td><td>2</td></tr>")), "{section}");
+    assert_eq!(section.matches("<tr><th scope=\"row\">").count(), 30 + 90);
+    let social = html.split("id=\"list-social-media\"").nth(1).unwrap();
+    assert!(social.contains("data-count=\"confirmed\">3<"));
+}

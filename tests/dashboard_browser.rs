@@ -1,0 +1,87 @@
+//! The author's dashboard in a real browser (headless Chromium over
+//! WebDriver): a wrong password first, then signing in; the overview's
+//! counts against the database; a cross-site form that tries to act for
+//! the author; signing out, after which the old cookie no longer works.
+//! Every page is checked with axe-core and screenshotted at 1280 and 375 px.
+
+mod common;
+
+use std::sync::Arc;
+
+use reqwest::header::COOKIE;
+
+use common::authors::{PASSWORD, add_author};
+use common::browser::Browser;
+use common::http::{FileServer, Serve};
+use common::{Backend, TestApp, free_port};
+
+on_both_backends!(the_author_signs_in_reads_the_overview_and_signs_out);
+
+async fn the_author_signs_in_reads_the_overview_and_signs_out(backend: Backend) {
+    let (port, other_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(backend, |s| {
+        s.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        s.base_url = url::Url::parse(&base).unwrap();
+    })
+    .await;
+    assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
+    app.db.seed_confirmed("orthopedic", "knee-", 12);
+    app.db.seed_confirmed("social-media", "post-", 4);
+    app.db.execute("UPDATE subscriptions SET confirmed_at = CURRENT_TIMESTAMP WHERE subscriber_id IN (SELECT id FROM subscribers WHERE email LIKE 'knee-%')");
+    let Some(browser) = Browser::start(true).await else { return };
+    let page = |path: &str| format!("{base}{path}");
+
+    // The dashboard sends a stranger to the sign-in form.
+    browser.goto(&page("/admin")).await;
+    browser.wait_for_text("Sign in").await;
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/admin/login");
+    browser.check(&format!("{backend:?}-dashboard-login")).await;
+    browser.fill("#email", "doctor@example.com").await;
+    browser.fill("#password", "not my password").await;
+    browser.press("Sign in").await;
+    browser.wait_for_text("That address and password do not match an author.").await;
+    browser.check(&format!("{backend:?}-dashboard-login-failed")).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.press("Sign in").await;
+    let overview = browser.wait_for_text("<h1>Overview</h1>").await;
+    browser.check(&format!("{backend:?}-dashboard-overview")).await;
+    assert!(!browser.overflows_at(375).await, "the overview fits 375 px");
+    let confirmed = app.db.count(
+        "subscriptions WHERE status = 'confirmed' AND list_id = (SELECT id FROM lists WHERE slug = 'orthopedic')",
+    );
+    assert_eq!(confirmed, 12);
+    let section = overview.split("id=\"list-orthopedic\"").nth(1).unwrap();
+    assert!(section.contains(&format!("data-count=\"confirmed\">{confirmed}<")), "{section}");
+    assert!(section.contains("Last 30 days: <strong>12</strong> confirmed"));
+
+    let cookie = browser.client.get_named_cookie("tidings_session").await.expect("a session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    let cookie = format!("tidings_session={}", cookie.value());
+
+    // Another site's page with a form that signs the author out: the
+    // browser does not send the cookie with it, and nothing happens.
+    let csrf = overview.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let forged: Arc<[u8]> = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><title>Prize</title></head><body><main>\
+         <form method=\"post\" action=\"{base}/admin/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\">Claim</button></form></main></body></html>"
+    )
+    .into_bytes()
+    .into();
+    let _other = FileServer::start_at(&format!("127.0.0.1:{other_port}"), forged, "text/html", Serve::Whole).await;
+    browser.goto(&format!("http://localhost:{other_port}/")).await;
+    browser.press("Claim").await;
+    browser.wait_for_text("Sign in").await;
+    let still = app.client.get(app.url("/admin")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(still.status(), 200, "the cross-site post did not sign the author out");
+
+    // Signing out ends the session on the server.
+    browser.goto(&page("/admin")).await;
+    browser.wait_for_text("<h1>Overview</h1>").await;
+    browser.press("Sign out").await;
+    browser.wait_for_text("Sign in").await;
+    let after = app.client.get(app.url("/admin")).header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(after.status(), 303, "the old session cookie no longer works");
+    browser.close().await;
+}
