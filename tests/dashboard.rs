@@ -7,13 +7,19 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
+use std::time::Duration;
 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use common::authors::{PASSWORD, add_author};
 use common::{ADMIN_TOKEN, Backend, TestApp, tidings_cli};
 
-on_both_backends!(authors_sign_in_and_out, sign_ins_are_limited_per_ip, the_overview_counts_and_charts_each_list);
+on_both_backends!(
+    authors_sign_in_and_out,
+    sign_ins_are_limited_per_ip,
+    the_overview_counts_and_charts_each_list,
+    the_author_adds_a_post_and_sends_pauses_and_resumes_digests
+);
 
 /// The sign-in form's token and the cookie that goes with it.
 async fn login_form(app: &TestApp) -> (String, String) {
@@ -218,4 +224,108 @@ async fn the_overview_counts_and_charts_each_list(backend: Backend) {
     assert_eq!(section.matches("<tr><th scope=\"row\">").count(), 30 + 90);
     let social = html.split("id=\"list-social-media\"").nth(1).unwrap();
     assert!(social.contains("data-count=\"confirmed\">3<"));
+}
+
+/// Posts a dashboard form with the session's CSRF token (from `from`).
+async fn post_form(
+    app: &TestApp,
+    cookie: &str,
+    from: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let csrf = csrf_of(&page(app, from, cookie).await.text().await.unwrap());
+    let mut pairs: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    pairs.extend_from_slice(fields);
+    app.client.post(app.url(action)).header(COOKIE, cookie).form(&pairs).send().await.unwrap()
+}
+
+async fn the_author_adds_a_post_and_sends_pauses_and_resumes_digests(backend: Backend) {
+    // Slow enough to pause midway: 30 readers at 10 a second.
+    let app = TestApp::spawn_with(backend, |s| s.send_rate_per_second = 10.0).await;
+    assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
+    app.db.seed_confirmed("orthopedic", "reader-", 30);
+    let cookie = session(&app, "doctor@example.com").await;
+
+    // A post without a title is refused, saying why, and keeps what was typed.
+    let res = post_form(
+        &app,
+        &cookie,
+        "/admin/ui/posts",
+        "/admin/ui/posts",
+        &[("title", " "), ("url", "https://blog.example/knees"), ("lists", "orthopedic")],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("class=\"error\"") && html.contains("value=\"https://blog.example/knees\""), "{html}");
+    let res = post_form(
+        &app,
+        &cookie,
+        "/admin/ui/posts",
+        "/admin/ui/posts",
+        &[("title", "Knees in winter"), ("url", "https://blog.example/knees"), ("lists", "orthopedic")],
+    )
+    .await;
+    assert_eq!((res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()), (303, "/admin/ui/posts?done=added"));
+    let html = page(&app, "/admin/ui/posts?done=added", &cookie).await.text().await.unwrap();
+    assert!(html.contains("The post was added.") && html.contains("Knees in winter</a>"));
+    assert!(html.contains("not sent yet"));
+    // Without the token, nothing is added.
+    let forged = app
+        .client
+        .post(app.url("/admin/ui/posts"))
+        .header(COOKIE, &cookie)
+        .form(&[("title", "Spam"), ("url", "https://spam.example/"), ("lists", "orthopedic")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(app.db.count("posts WHERE title = 'Spam'"), 0);
+
+    // The confirmation step names the count and the subject; the preview is
+    // the email, framable by the dashboard only.
+    let html = page(&app, "/admin/ui/digests/send?list=orthopedic", &cookie).await.text().await.unwrap();
+    assert!(html.contains("<strong data-field=\"recipients\">30</strong>"), "{html}");
+    assert!(html.contains("value=\"Orthopedic: Knees in winter\""), "{html}");
+    assert!(html.contains("<iframe class=\"preview\"") && html.contains("sandbox"));
+    let preview = page(&app, "/admin/ui/digests/preview?list=orthopedic", &cookie).await;
+    assert_eq!(preview.headers()["x-frame-options"], "SAMEORIGIN");
+    assert!(preview.text().await.unwrap().contains("Knees in winter"));
+    assert_eq!(app.get("/admin/ui/digests/preview?list=orthopedic").await.status(), 303, "not without a session");
+
+    // Send; the same form twice sends once.
+    let key = html.split("name=\"key\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let fields = [("list", "orthopedic"), ("subject", "Knees in winter"), ("key", key.as_str())];
+    let res = post_form(&app, &cookie, "/admin/ui/digests", "/admin/ui/digests/send", &fields).await;
+    assert_eq!(res.status(), 303);
+    let location = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    let again = post_form(&app, &cookie, "/admin/ui/digests", "/admin/ui/digests/send", &fields).await;
+    assert_eq!(again.headers()[LOCATION].to_str().unwrap(), location);
+    assert_eq!(app.db.count("digests"), 1);
+    let id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
+
+    // Pause midway, then resume: everyone gets it once.
+    let res = post_form(&app, &cookie, &location, &format!("{location}/pause"), &[]).await;
+    assert_eq!(res.status(), 303);
+    let paused = app.wait_digest_status(id, "paused", Duration::from_secs(5)).await;
+    assert!(paused["pending"].as_i64().unwrap() > 0, "{paused}");
+    let html = page(&app, &location, &cookie).await.text().await.unwrap();
+    assert!(html.contains("data-field=\"state\">paused<") && html.contains(">Resume</button>"), "{html}");
+    let json: serde_json::Value = page(&app, &format!("{location}/progress"), &cookie).await.json().await.unwrap();
+    assert_eq!((json["state"].as_str(), json["recipients"].as_i64()), (Some("paused"), Some(30)));
+    assert_eq!(post_form(&app, &cookie, &location, &format!("{location}/resume"), &[]).await.status(), 303);
+    let done = app.wait_digest_status(id, "sent", Duration::from_secs(20)).await;
+    assert_eq!(done["sent"], 30, "{done}");
+    for i in 0..30 {
+        assert_eq!(app.smtp.to(&format!("reader-{i}@example.com")).len(), 1);
+    }
+    let html = page(&app, &location, &cookie).await.text().await.unwrap();
+    assert!(html.contains("data-field=\"sent\">30<") && html.contains("data-field=\"state\">sent<"));
+    // A sent digest cannot be cancelled: a page that says so.
+    let res = post_form(&app, &cookie, &location, &format!("{location}/cancel"), &[]).await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("cannot be cancelled"));
+    let list = page(&app, "/admin/ui/digests", &cookie).await.text().await.unwrap();
+    assert!(list.contains(&format!("href=\"/admin/ui/digests/{id}\">Knees in winter</a>")), "{list}");
 }

@@ -1,7 +1,9 @@
 //! The author's dashboard in a real browser (headless Chromium over
 //! WebDriver): a wrong password first, then signing in; the overview's
-//! counts against the database; a cross-site form that tries to act for
-//! the author; signing out, after which the old cookie no longer works.
+//! counts against the database; a post added, the digest previewed, sent
+//! and followed to `sent` (JavaScript on) and seen the same on reload
+//! (JavaScript off); a cross-site form that tries to act for the author;
+//! signing out, after which the old cookie no longer works.
 //! Every page is checked with axe-core and screenshotted at 1280 and 375 px.
 
 mod common;
@@ -15,14 +17,16 @@ use common::browser::Browser;
 use common::http::{FileServer, Serve};
 use common::{Backend, TestApp, free_port};
 
-on_both_backends!(the_author_signs_in_reads_the_overview_and_signs_out);
+on_both_backends!(the_author_signs_in_sends_a_digest_and_signs_out);
 
-async fn the_author_signs_in_reads_the_overview_and_signs_out(backend: Backend) {
+async fn the_author_signs_in_sends_a_digest_and_signs_out(backend: Backend) {
     let (port, other_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let app = TestApp::spawn_with(backend, |s| {
         s.listen = format!("127.0.0.1:{port}").parse().unwrap();
         s.base_url = url::Url::parse(&base).unwrap();
+        // Slow enough that the progress page has something to follow.
+        s.send_rate_per_second = 4.0;
     })
     .await;
     assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
@@ -55,6 +59,28 @@ async fn the_author_signs_in_reads_the_overview_and_signs_out(backend: Backend) 
     assert!(section.contains(&format!("data-count=\"confirmed\">{confirmed}<")), "{section}");
     assert!(section.contains("Last 30 days: <strong>12</strong> confirmed"));
 
+    // A post, then the digest: preview, the confirmation step, and the
+    // progress page following the sending (JavaScript on).
+    browser.goto(&page("/admin/ui/posts")).await;
+    browser.fill("#title", "Knees in winter").await;
+    browser.fill("#url", "https://blog.example/knees").await;
+    browser.click("input[name=lists][value=orthopedic]").await;
+    browser.press("Add the post").await;
+    browser.wait_for_text("The post was added.").await;
+    browser.check(&format!("{backend:?}-dashboard-posts")).await;
+    browser.goto(&page("/admin/ui/digests")).await;
+    browser.check(&format!("{backend:?}-dashboard-digests")).await;
+    browser.click("a[href='/admin/ui/digests/send?list=orthopedic']").await;
+    browser.wait_for_text("Send to 12 readers").await;
+    browser.check(&format!("{backend:?}-dashboard-send")).await;
+    browser.press("Send to 12 readers").await;
+    browser.wait_for_text("data-field=\"state\">sending<").await;
+    let digest_url = browser.client.current_url().await.unwrap().to_string();
+    let sent = browser.wait_for_text("data-field=\"state\">sent<").await;
+    assert!(sent.contains("data-field=\"sent\">12<"), "{sent}");
+    browser.check(&format!("{backend:?}-dashboard-digest")).await;
+    assert_eq!(app.smtp.to("knee-3@example.com").len(), 1);
+
     let cookie = browser.client.get_named_cookie("tidings_session").await.expect("a session cookie");
     assert_eq!(cookie.http_only(), Some(true));
     let cookie = format!("tidings_session={}", cookie.value());
@@ -84,4 +110,16 @@ async fn the_author_signs_in_reads_the_overview_and_signs_out(backend: Backend) 
     let after = app.client.get(app.url("/admin")).header(COOKIE, &cookie).send().await.unwrap();
     assert_eq!(after.status(), 303, "the old session cookie no longer works");
     browser.close().await;
+
+    // JavaScript off: the same pages, right as loaded.
+    let Some(no_js) = Browser::start(false).await else { return };
+    no_js.goto(&page("/admin/login")).await;
+    no_js.fill("#email", "doctor@example.com").await;
+    no_js.fill("#password", PASSWORD).await;
+    no_js.press("Sign in").await;
+    no_js.wait_for_text("<h1>Overview</h1>").await;
+    no_js.goto(&digest_url).await;
+    let shown = no_js.wait_for_text("data-field=\"state\">sent<").await;
+    assert!(shown.contains("data-field=\"sent\">12<"));
+    no_js.close().await;
 }

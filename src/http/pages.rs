@@ -68,6 +68,10 @@ impl Pages {
             ("dash_layout", include_str!("pages/dashboard/layout.hbs")),
             ("dash_login", include_str!("pages/dashboard/login.hbs")),
             ("dash_overview", include_str!("pages/dashboard/overview.hbs")),
+            ("dash_posts", include_str!("pages/dashboard/posts.hbs")),
+            ("dash_digests", include_str!("pages/dashboard/digests.hbs")),
+            ("dash_send", include_str!("pages/dashboard/send.hbs")),
+            ("dash_digest", include_str!("pages/dashboard/digest.hbs")),
         ] {
             registry.register_template_string(name, src).map_err(Box::new)?;
         }

@@ -121,10 +121,8 @@ pub async fn logout(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body::read(payload, state.settings.body_timeout()).await?;
-    let csrf = body::form_pairs(&body).into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v).unwrap_or_default();
-    if !author.form_is_genuine(&req, &state.settings, &csrf) {
-        return Ok(session::forged(&state));
+    if let Err(refused) = session::genuine_form(&req, &author, payload, &state).await? {
+        return Ok(refused);
     }
     state.store.close_session(author.id_hash.clone()).await?;
     let mut answer = HttpResponse::SeeOther().insert_header((LOCATION, LOGIN_PATH)).finish();

@@ -3,13 +3,16 @@
 //! `/admin/...` stays behind the token; these routes are registered first.
 
 mod chart;
+mod digests;
 mod login;
 mod overview;
+mod posts;
 mod session;
 
 use actix_governor::Governor;
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::middleware::Condition;
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 
 pub use session::LoginThrottle;
 
@@ -27,5 +30,22 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
                 .done()
                 .wrap(Condition::new(true, Governor::new(&limits.login))),
         )
-        .service(endpoint("/admin/logout").post(login::logout).done());
+        .service(endpoint("/admin/logout").post(login::logout).done())
+        .service(endpoint("/admin/ui/posts").get(posts::page).post(posts::add).done())
+        .service(endpoint("/admin/ui/posts/pull").post(posts::pull).done())
+        .service(endpoint("/admin/ui/digests").get(digests::index).done())
+        .service(endpoint("/admin/ui/digests/send").get(digests::confirm).post(digests::send).done())
+        .service(endpoint("/admin/ui/digests/preview").get(digests::preview).done())
+        .service(endpoint("/admin/ui/digests/{id}").get(digests::show).done())
+        .service(endpoint("/admin/ui/digests/{id}/progress").get(digests::progress_json).done())
+        .service(endpoint("/admin/ui/digests/{id}/{action}").post(digests::control).done())
+        .service(endpoint("/admin/ui/dashboard.js").get(script).done());
+}
+
+/// The dashboard's one script (progressive enhancement of the progress page).
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(include_str!("../pages/dashboard/dashboard.js"))
 }

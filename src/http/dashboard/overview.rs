@@ -42,7 +42,7 @@ pub async fn page(author: SignedIn, state: web::Data<AppState>) -> Result<HttpRe
         })
         .collect();
     let data = json!({ "title": "Overview", "lists": lists });
-    Ok(state.pages.dashboard(StatusCode::OK, "dash_overview", &author.email, &author.csrf_token, "overview", &data))
+    Ok(author.page(&state, StatusCode::OK, "dash_overview", "overview", &data))
 }
 
 fn window_view(id: &str, name: &str, days: u64, window: &[DayGrowth]) -> Value {

@@ -73,10 +73,57 @@ impl FromRequest for SignedIn {
 }
 
 impl SignedIn {
+    /// A dashboard page of `section`, for this author.
+    pub fn page(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        template: &str,
+        section: &str,
+        data: &serde_json::Value,
+    ) -> HttpResponse {
+        state.pages.dashboard(status, template, &self.email, &self.csrf_token, section, data)
+    }
+
     /// Whether a dashboard form post is the author's own: its `csrf` field
     /// is this session's token, and it does not come from another site.
     pub fn form_is_genuine(&self, req: &HttpRequest, settings: &Settings, csrf: &str) -> bool {
         same_site(req, settings) && bool::from(csrf.as_bytes().ct_eq(self.csrf_token.as_bytes()))
+    }
+}
+
+/// A dashboard form's fields, once it is shown to be the author's own;
+/// `Err` is the answer to give instead (403 for a forged form).
+pub async fn genuine_form(
+    req: &HttpRequest,
+    author: &SignedIn,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Result<Form, HttpResponse>, ApiError> {
+    let body = crate::http::body::read(payload, state.settings.body_timeout()).await?;
+    if crate::http::body::kind(req) != crate::http::body::Kind::Form {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let form = Form(crate::http::body::form_pairs(&body));
+    if !author.form_is_genuine(req, &state.settings, form.get("csrf").unwrap_or_default()) {
+        tracing::info!("dashboard form without this session's token, or from another site: refused");
+        return Ok(Err(forged(state)));
+    }
+    Ok(Ok(form))
+}
+
+/// The fields of a posted form, in order.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name` (checkboxes).
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
     }
 }
 

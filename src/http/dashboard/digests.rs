@@ -1,0 +1,245 @@
+//! `/admin/ui/digests`: each list's next digest (preview, a confirmation
+//! step with the recipient count and subject, then send), and every digest
+//! with its progress, pause, resume and cancel. The progress page is right
+//! on reload; `dashboard.js` refreshes its figures while it is open.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, X_FRAME_OPTIONS};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::session::{self, SignedIn};
+use crate::author::{self, Preview, PreviewError};
+use crate::domain::{DigestState, digest_subject};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::store::digests::{ControlOutcome, DigestStatus, TriggerOutcome};
+
+/// The dashboard's pages may run its one script and frame its previews.
+pub const DASHBOARD_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+     connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn with_csp(mut answer: HttpResponse) -> HttpResponse {
+    answer
+        .headers_mut()
+        .insert(CONTENT_SECURITY_POLICY, actix_web::http::header::HeaderValue::from_static(DASHBOARD_CSP));
+    answer
+}
+
+/// A digest's figures as the page and the script show them.
+pub fn progress(status: &DigestStatus) -> Value {
+    let done = status.sent + status.failed + status.bounced + status.skipped + status.cancelled;
+    let end = status.finished_at.unwrap_or_else(|| Utc::now().naive_utc());
+    let secs = (end - status.created_at).num_milliseconds().max(1) as f64 / 1000.0;
+    let rate = status.sent as f64 / secs;
+    let eta = (status.status == DigestState::Sending && rate > 0.0).then(|| {
+        let left = (status.pending as f64 / rate).ceil() as u64;
+        format!("{}:{:02}", left / 60, left % 60)
+    });
+    let percent = if status.recipients > 0 { (done * 100 / status.recipients).min(100) } else { 100 };
+    json!({
+        "id": status.id,
+        "list": status.list,
+        "subject": status.subject,
+        "state": status.status.as_str(),
+        "recipients": status.recipients,
+        "sent": status.sent,
+        "failed": status.failed,
+        "bounced": status.bounced,
+        "skipped": status.skipped,
+        "pending": status.pending,
+        "percent": percent,
+        "rate": format!("{rate:.1}"),
+        "eta": eta,
+        "last_error": status.last_error,
+        "paused_reason": status.paused_reason,
+        "finished": status.is_finished(),
+        "can_pause": matches!(status.status, DigestState::Queued | DigestState::Sending),
+        "can_resume": matches!(status.status, DigestState::Paused | DigestState::Failed),
+        "can_cancel": !status.is_finished() || status.status == DigestState::Failed,
+        "created": status.created_at.format("%-d %B %Y %H:%M UTC").to_string(),
+    })
+}
+
+pub async fn index(author: SignedIn, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut lists = Vec::new();
+    for list in &state.settings.lists {
+        let unsent = match state.store.unsent_posts(list.slug.clone()).await? {
+            Some((_, posts)) => posts.len(),
+            None => 0,
+        };
+        lists.push(json!({ "slug": list.slug.as_str(), "name": list.name, "unsent": unsent }));
+    }
+    let digests: Vec<Value> = state.store.digest_statuses(100).await?.iter().map(progress).collect();
+    let data = json!({ "title": "Digests", "lists": lists, "digests": digests });
+    Ok(with_csp(author.page(&state, StatusCode::OK, "dash_digests", "digests", &data)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    list: Option<String>,
+}
+
+/// `GET /admin/ui/digests/send?list=SLUG`: what would be sent, to how many,
+/// under which subject, and the button that sends it.
+pub async fn confirm(
+    author: SignedIn,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let Ok(list) = author::known_list(&state.settings, "list", query.list.as_deref().unwrap_or_default()) else {
+        return Ok(HttpResponse::SeeOther().insert_header((LOCATION, "/admin/ui/digests")).finish());
+    };
+    let recipients = state.store.recipient_count(list.clone()).await?;
+    let Some((row, posts)) = state.store.unsent_posts(list.clone()).await? else {
+        return Err(ApiError::NotFound("no such list".into()));
+    };
+    let subject = posts.first().map(|p| digest_subject(&row.name, &p.title, posts.len()));
+    let titles: Vec<&str> = posts.iter().map(|p| p.title.as_str()).collect();
+    let data = json!({
+        "title": format!("Send {}", row.name),
+        "slug": list.as_str(),
+        "name": row.name,
+        "recipients": recipients,
+        "subject": subject,
+        "count": titles.len(),
+        "posts": titles,
+        // One click sends once: a second post of this form replays the first.
+        "key": crate::domain::SessionSecret::generate().expose(),
+    });
+    Ok(with_csp(author.page(&state, StatusCode::OK, "dash_send", "digests", &data)))
+}
+
+/// `GET /admin/ui/digests/preview?list=SLUG`: the email as a reader sees it,
+/// for the confirmation page's sandboxed frame.
+pub async fn preview(
+    _author: SignedIn,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let list = author::known_list(&state.settings, "list", query.list.as_deref().unwrap_or_default())?;
+    let html = match author::preview(&state.store, &state.messages, list).await {
+        Ok(Preview::Html(html)) => html,
+        Ok(Preview::NoNewPosts) => "<p>No new posts: there is nothing to send.</p>".to_owned(),
+        Err(PreviewError::Store(e)) => return Err(e.into()),
+        Err(PreviewError::Render(e)) => {
+            tracing::error!(error = %e, "preview failed");
+            return Err(ApiError::Internal);
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'",
+        ))
+        .insert_header((X_FRAME_OPTIONS, "SAMEORIGIN"))
+        .body(html))
+}
+
+/// `POST /admin/ui/digests/send` with `list`, `subject` and `key`.
+pub async fn send(
+    req: HttpRequest,
+    author: SignedIn,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let form = match session::genuine_form(&req, &author, payload, &state).await? {
+        Ok(form) => form,
+        Err(refused) => return Ok(refused),
+    };
+    let list = author::known_list(&state.settings, "list", form.get("list").unwrap_or_default())?;
+    let subject =
+        form.get("subject").map(str::trim).filter(|s| !s.is_empty()).map(author::parse_subject).transpose()?;
+    let key = form.get("key").filter(|k| !k.is_empty()).map(|k| format!("dashboard-{k}"));
+    match state.store.trigger_digest(list, subject, key).await? {
+        TriggerOutcome::Created(summary) | TriggerOutcome::Replayed(summary) => {
+            tracing::info!(digest = summary.id, recipients = summary.recipients, "digest queued from the dashboard");
+            state.digest_wake.notify_one();
+            Ok(HttpResponse::SeeOther().insert_header((LOCATION, format!("/admin/ui/digests/{}", summary.id))).finish())
+        }
+        TriggerOutcome::NoNewPosts => Ok(refused(
+            &state,
+            "There are no new posts in this list since its last digest: add a post or pull the feed first.",
+        )),
+        TriggerOutcome::UnknownList => Err(ApiError::invalid("list", "there is no such list")),
+        TriggerOutcome::KeyReused => Ok(refused(&state, "This form was used for another list. Go back and reload it.")),
+    }
+}
+
+/// A 409 page for an action the digest's state does not allow.
+fn refused(state: &AppState, why: &str) -> HttpResponse {
+    state.pages.message(
+        StatusCode::CONFLICT,
+        "Not possible now",
+        &[why],
+        Some(("/admin/ui/digests", "Back to the digests")),
+    )
+}
+
+fn digest_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound("no digest with that id".into()))
+}
+
+/// `GET /admin/ui/digests/{id}`: one digest's progress and controls.
+pub async fn show(
+    author: SignedIn,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = digest_id(&id)?;
+    let status =
+        state.store.digest_status(id).await?.ok_or_else(|| ApiError::NotFound("no digest with that id".into()))?;
+    let data = json!({ "title": format!("Digest {id}"), "digest": progress(&status) });
+    Ok(with_csp(author.page(&state, StatusCode::OK, "dash_digest", "digests", &data)))
+}
+
+/// `GET /admin/ui/digests/{id}/progress`: the same figures as JSON, for
+/// the script.
+pub async fn progress_json(
+    _author: SignedIn,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = digest_id(&id)?;
+    let status =
+        state.store.digest_status(id).await?.ok_or_else(|| ApiError::NotFound("no digest with that id".into()))?;
+    Ok(HttpResponse::Ok().insert_header((CACHE_CONTROL, "no-store")).json(progress(&status)))
+}
+
+/// `POST /admin/ui/digests/{id}/{pause|resume|cancel}`.
+pub async fn control(
+    req: HttpRequest,
+    author: SignedIn,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Err(refused) = session::genuine_form(&req, &author, payload, &state).await? {
+        return Ok(refused);
+    }
+    let (id, action) = path.into_inner();
+    let id = digest_id(&id)?;
+    let outcome = match action.as_str() {
+        "pause" => state.store.pause_digest(id).await?,
+        "resume" => state.store.resume_digest(id).await?,
+        "cancel" => state.store.cancel_digest(id).await?,
+        _ => return Err(ApiError::NotFound("no such action: pause, resume or cancel".into())),
+    };
+    match outcome {
+        ControlOutcome::Done => {
+            state.digest_wake.notify_one();
+            Ok(HttpResponse::SeeOther().insert_header((LOCATION, format!("/admin/ui/digests/{id}"))).finish())
+        }
+        ControlOutcome::NotFound => Err(ApiError::NotFound("no digest with that id".into())),
+        ControlOutcome::Refused(now) => {
+            let done = match action.as_str() {
+                "pause" => "paused",
+                "resume" => "resumed (nothing is left to send)",
+                _ => "cancelled",
+            };
+            Ok(refused(&state, &format!("This digest is {now}: it cannot be {done}.")))
+        }
+    }
+}
