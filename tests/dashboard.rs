@@ -18,7 +18,8 @@ on_both_backends!(
     authors_sign_in_and_out,
     sign_ins_are_limited_per_ip,
     the_overview_counts_and_charts_each_list,
-    the_author_adds_a_post_and_sends_pauses_and_resumes_digests
+    the_author_adds_a_post_and_sends_pauses_and_resumes_digests,
+    the_author_finds_a_reader_and_acts_for_them
 );
 
 /// The sign-in form's token and the cookie that goes with it.
@@ -328,4 +329,97 @@ async fn the_author_adds_a_post_and_sends_pauses_and_resumes_digests(backend: Ba
     assert!(res.text().await.unwrap().contains("cannot be cancelled"));
     let list = page(&app, "/admin/ui/digests", &cookie).await.text().await.unwrap();
     assert!(list.contains(&format!("href=\"/admin/ui/digests/{id}\">Knees in winter</a>")), "{list}");
+}
+
+async fn the_author_finds_a_reader_and_acts_for_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
+    app.db.seed_confirmed("orthopedic", "knee-", 12);
+    app.db.seed_confirmed("social-media", "knee-", 2);
+    app.db.seed_confirmed("orthopedic", "50%off-", 1);
+    let cookie = session(&app, "doctor@example.com").await;
+
+    // Substring, any case; `%` is a character, not a wildcard.
+    let html = page(&app, "/admin/ui/readers?q=NEE-1", &cookie).await.text().await.unwrap();
+    for hit in ["knee-1@example.com", "knee-10@example.com", "knee-11@example.com"] {
+        assert!(html.contains(&format!(">{hit}</a>")), "{hit} in {html}");
+    }
+    assert!(!html.contains(">knee-2@example.com</a>"));
+    let html = page(&app, "/admin/ui/readers?q=0%25", &cookie).await.text().await.unwrap();
+    assert!(html.contains(">50%off-0@example.com</a>") && !html.contains(">knee-0@example.com</a>"), "{html}");
+    let html = page(&app, "/admin/ui/readers?q=nobody", &cookie).await.text().await.unwrap();
+    assert!(html.contains("No reader's address contains"));
+
+    // The reader's page: lists, consent history, deliveries.
+    let id = app.db.count("subscribers WHERE id <= (SELECT id FROM subscribers WHERE email = 'knee-1@example.com')");
+    let html = page(&app, &format!("/admin/ui/readers/{id}"), &cookie).await.text().await.unwrap();
+    assert!(html.contains("<h1>knee-1@example.com</h1>"), "{html}");
+    assert!(html.contains("Orthopedic: confirmed") && html.contains("Medical Social Media: confirmed"), "{html}");
+
+    // Taking them off one list records who did it.
+    let res = post_form(
+        &app,
+        &cookie,
+        &format!("/admin/ui/readers/{id}"),
+        &format!("/admin/ui/readers/{id}/leave"),
+        &[("list", "orthopedic")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let status = |list: &str| {
+        app.db.count(&format!(
+            "subscriptions WHERE subscriber_id = {id} AND status = 'unsubscribed' AND list_id = (SELECT id FROM lists WHERE slug = '{list}')"
+        ))
+    };
+    assert_eq!((status("orthopedic"), status("social-media")), (1, 0));
+    assert_eq!(app.db.count(&format!("consent_events WHERE kind = 'unsubscribe' AND source = 'dashboard' AND subscription_id IN (SELECT id FROM subscriptions WHERE subscriber_id = {id})")), 1);
+    let html = page(&app, &format!("/admin/ui/readers/{id}?done=left"), &cookie).await.text().await.unwrap();
+    assert!(html.contains("Orthopedic: unsubscribed") && html.contains("The reader was taken off the list."));
+
+    // A suppressed reader: shown on both pages, lifted from either.
+    app.admin_post(
+        "/admin/suppressions",
+        &serde_json::json!({ "email": "knee-2@example.com", "note": "asked by phone" }),
+    )
+    .await;
+    let html = page(&app, "/admin/ui/suppressions", &cookie).await.text().await.unwrap();
+    assert!(
+        html.contains("knee-2@example.com") && html.contains("asked by phone") && html.contains(">manual<"),
+        "{html}"
+    );
+    let res = post_form(
+        &app,
+        &cookie,
+        "/admin/ui/suppressions",
+        "/admin/ui/suppressions/lift",
+        &[("email", "knee-2@example.com")],
+    )
+    .await;
+    assert_eq!(
+        (res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()),
+        (303, "/admin/ui/suppressions?done=lifted")
+    );
+    assert_eq!(app.db.count("suppressions"), 0);
+    assert_eq!(app.db.count("subscribers WHERE suppressed_at IS NOT NULL"), 0);
+
+    // Erasing asks first, then leaves nothing of the reader.
+    let erase = format!("/admin/ui/readers/{id}/erase");
+    let res = post_form(&app, &cookie, &format!("/admin/ui/readers/{id}"), &erase, &[]).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(app.db.count("subscribers WHERE email = 'knee-1@example.com'"), 1);
+    let res = post_form(&app, &cookie, &format!("/admin/ui/readers/{id}"), &erase, &[("confirm", "yes")]).await;
+    assert_eq!(
+        (res.status().as_u16(), res.headers()[LOCATION].to_str().unwrap()),
+        (303, "/admin/ui/readers?done=erased")
+    );
+    assert_eq!(app.db.count("subscribers WHERE email = 'knee-1@example.com'"), 0);
+    assert_eq!(page(&app, &format!("/admin/ui/readers/{id}"), &cookie).await.status(), 404);
+
+    // The export, for a signed-in author only.
+    let res = page(&app, "/admin/ui/readers/export.csv?list=orthopedic", &cookie).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let csv = res.text().await.unwrap();
+    assert!(csv.contains("knee-5@example.com") && !csv.contains("knee-1@example.com"), "{csv}");
+    assert_eq!(app.get("/admin/ui/readers/export.csv").await.status(), 303);
 }

@@ -3,7 +3,8 @@
 //! counts against the database; a post added, the digest previewed, sent
 //! and followed to `sent` (JavaScript on) and seen the same on reload
 //! (JavaScript off); a cross-site form that tries to act for the author;
-//! signing out, after which the old cookie no longer works.
+//! a reader searched and erased; signing out, after which the old cookie
+//! no longer works.
 //! Every page is checked with axe-core and screenshotted at 1280 and 375 px.
 
 mod common;
@@ -80,6 +81,24 @@ async fn the_author_signs_in_sends_a_digest_and_signs_out(backend: Backend) {
     assert!(sent.contains("data-field=\"sent\">12<"), "{sent}");
     browser.check(&format!("{backend:?}-dashboard-digest")).await;
     assert_eq!(app.smtp.to("knee-3@example.com").len(), 1);
+
+    // A reader found by part of the address, their page, and erasing them.
+    browser.goto(&page("/admin/ui/readers")).await;
+    browser.fill("#q", "KNEE-7").await;
+    browser.press("Search").await;
+    browser.wait_for_text(">knee-7@example.com</a>").await;
+    browser.check(&format!("{backend:?}-dashboard-readers")).await;
+    browser.click("ul.rows a").await;
+    let reader = browser.wait_for_text("<h1>knee-7@example.com</h1>").await;
+    assert!(reader.contains("Knees in winter"), "the digest is among their deliveries");
+    browser.check(&format!("{backend:?}-dashboard-reader")).await;
+    browser.click("input[name=confirm]").await;
+    browser.press("Erase the reader").await;
+    browser.wait_for_text("The reader was erased").await;
+    assert_eq!(app.db.count("subscribers WHERE email = 'knee-7@example.com'"), 0);
+    browser.goto(&page("/admin/ui/suppressions")).await;
+    browser.wait_for_text("<h1>Suppressions</h1>").await;
+    browser.check(&format!("{backend:?}-dashboard-suppressions")).await;
 
     let cookie = browser.client.get_named_cookie("tidings_session").await.expect("a session cookie");
     assert_eq!(cookie.http_only(), Some(true));

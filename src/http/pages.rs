@@ -72,6 +72,9 @@ impl Pages {
             ("dash_digests", include_str!("pages/dashboard/digests.hbs")),
             ("dash_send", include_str!("pages/dashboard/send.hbs")),
             ("dash_digest", include_str!("pages/dashboard/digest.hbs")),
+            ("dash_readers", include_str!("pages/dashboard/readers.hbs")),
+            ("dash_reader", include_str!("pages/dashboard/reader.hbs")),
+            ("dash_suppressions", include_str!("pages/dashboard/suppressions.hbs")),
         ] {
             registry.register_template_string(name, src).map_err(Box::new)?;
         }

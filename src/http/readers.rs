@@ -152,6 +152,11 @@ pub(super) async fn export_csv(
     query: web::Query<ExportQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    export_download(&query, &state)
+}
+
+/// The streamed CSV of `query`'s readers (the API's and the dashboard's).
+pub(super) fn export_download(query: &ExportQuery, state: &AppState) -> Result<HttpResponse, ApiError> {
     let list = query.list.as_deref().map(|s| author::known_list(&state.settings, "list", s)).transpose()?;
     let status = query.status.clone();
     if status.as_deref().is_some_and(|s| !ExportFilter::STATUSES.contains(&s)) {

@@ -320,9 +320,33 @@ per_backend! {
             Ok(true)
         })
     }
+
+    /// Readers whose address contains `needle` (lowercased: addresses are
+    /// stored lowercase), the oldest first.
+    pub(crate) fn search(c: &mut Conn, needle: &str, limit: i64) -> QueryResult<Vec<(i64, String, Option<String>)>> {
+        let escaped: String = needle
+            .to_lowercase()
+            .chars()
+            .flat_map(|ch| match ch {
+                '%' | '_' | '\\' => vec!['\\', ch],
+                other => vec![other],
+            })
+            .collect();
+        subscribers::table
+            .filter(subscribers::email.like(format!("%{escaped}%")).escape('\\'))
+            .select((subscribers::id, subscribers::email, subscribers::name))
+            .order(subscribers::id)
+            .limit(limit)
+            .load(c)
+    }
 }
 
 impl Store {
+    /// Up to `limit` readers whose address contains `needle`, any case.
+    pub async fn search_readers(&self, needle: String, limit: i64) -> StoreResult<Vec<(i64, String, Option<String>)>> {
+        self.read(move |conn| Ok(on_backend!(conn, self::search(&needle, limit))?)).await
+    }
+
     pub async fn export_page(&self, filter: ExportFilter, after: i64, limit: i64) -> StoreResult<Vec<ExportRow>> {
         self.read(move |conn| Ok(on_backend!(conn, self::export_page(&filter, after, limit))?)).await
     }

@@ -7,7 +7,9 @@ mod digests;
 mod login;
 mod overview;
 mod posts;
+mod readers;
 mod session;
+mod suppressions;
 
 use actix_governor::Governor;
 use actix_web::http::header::CACHE_CONTROL;
@@ -15,6 +17,7 @@ use actix_web::middleware::Condition;
 use actix_web::{HttpResponse, web};
 
 pub use session::LoginThrottle;
+use session::SignedIn;
 
 use super::abuse::Limits;
 use super::endpoint::{endpoint, reading};
@@ -39,7 +42,23 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
         .service(endpoint("/admin/ui/digests/{id}").get(digests::show).done())
         .service(endpoint("/admin/ui/digests/{id}/progress").get(digests::progress_json).done())
         .service(endpoint("/admin/ui/digests/{id}/{action}").post(digests::control).done())
+        .service(endpoint("/admin/ui/readers").get(readers::index).done())
+        .service(endpoint("/admin/ui/readers/export.csv").get(export).done())
+        .service(endpoint("/admin/ui/readers/{id}").get(readers::show).done())
+        .service(endpoint("/admin/ui/readers/{id}/{action}").post(readers::act).done())
+        .service(endpoint("/admin/ui/suppressions").get(suppressions::index).done())
+        .service(endpoint("/admin/ui/suppressions/lift").post(suppressions::lift).done())
         .service(endpoint("/admin/ui/dashboard.js").get(script).done());
+}
+
+/// `GET /admin/ui/readers/export.csv[?list=&status=]`: the API's export,
+/// for a signed-in author.
+async fn export(
+    _author: SignedIn,
+    query: web::Query<super::readers::ExportQuery>,
+    state: web::Data<super::AppState>,
+) -> Result<HttpResponse, super::ApiError> {
+    super::readers::export_download(&query, &state)
 }
 
 /// The dashboard's one script (progressive enhancement of the progress page).
