@@ -19,7 +19,8 @@ on_both_backends!(
     sign_ins_are_limited_per_ip,
     the_overview_counts_and_charts_each_list,
     the_author_adds_a_post_and_sends_pauses_and_resumes_digests,
-    the_author_finds_a_reader_and_acts_for_them
+    the_author_finds_a_reader_and_acts_for_them,
+    the_author_imports_a_csv_after_a_dry_run
 );
 
 /// The sign-in form's token and the cookie that goes with it.
@@ -422,4 +423,64 @@ async fn the_author_finds_a_reader_and_acts_for_them(backend: Backend) {
     let csv = res.text().await.unwrap();
     assert!(csv.contains("knee-5@example.com") && !csv.contains("knee-1@example.com"), "{csv}");
     assert_eq!(app.get("/admin/ui/readers/export.csv").await.status(), 303);
+}
+
+/// A `multipart/form-data` body of text fields and one CSV file.
+fn multipart(fields: &[(&str, &str)], csv: &str) -> (String, String) {
+    let boundary = "tidings-test-boundary-7f3a";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"));
+    }
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"readers.csv\"\r\nContent-Type: text/csv\r\n\r\n{csv}\r\n--{boundary}--\r\n"
+    ));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn the_author_imports_a_csv_after_a_dry_run(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert!(add_author(&app, "doctor@example.com", PASSWORD).status.success());
+    let cookie = session(&app, "doctor@example.com").await;
+    let csrf = csrf_of(&page(&app, "/admin/ui/readers", &cookie).await.text().await.unwrap());
+    let csv = "email,name,attributes\nnew-1@example.com,Ann,{}\nnew-2@example.com,Bob,{}\nnot an address,Carl,{}\n";
+    let upload = |fields: Vec<(&'static str, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (content_type, body) = multipart(&fields, csv);
+        app.client
+            .post(app.url("/admin/ui/readers/import"))
+            .header(COOKIE, &cookie)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let dry = upload(vec![
+        ("csrf", csrf.clone()),
+        ("list", "orthopedic".into()),
+        ("format", "auto".into()),
+        ("dry_run", "yes".into()),
+    ])
+    .await
+    .unwrap();
+    let status = dry.status();
+    let html = dry.text().await.unwrap();
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Dry run: nothing was written.") && html.contains("2 new") && html.contains("1 invalid"),
+        "{html}"
+    );
+    assert!(html.contains("<td>4</td>"), "the invalid row's line is named: {html}");
+    assert_eq!(app.db.count("subscribers"), 0);
+
+    let real =
+        upload(vec![("csrf", csrf.clone()), ("list", "orthopedic".into()), ("format", "auto".into())]).await.unwrap();
+    let html = real.text().await.unwrap();
+    assert!(html.contains("<strong>Imported.</strong>") && html.contains("2 new"), "{html}");
+    assert_eq!(app.db.count("subscribers WHERE email IN ('new-1@example.com', 'new-2@example.com')"), 2);
+
+    let forged = upload(vec![("csrf", "forged".into()), ("list", "orthopedic".into())]).await.unwrap();
+    assert_eq!(forged.status(), 403);
+    let unknown = upload(vec![("csrf", csrf), ("list", "nonsense".into())]).await.unwrap();
+    assert_eq!(unknown.status(), 400);
+    assert!(unknown.text().await.unwrap().contains("there is no list called"));
 }

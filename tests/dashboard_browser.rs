@@ -3,7 +3,7 @@
 //! counts against the database; a post added, the digest previewed, sent
 //! and followed to `sent` (JavaScript on) and seen the same on reload
 //! (JavaScript off); a cross-site form that tries to act for the author;
-//! a reader searched and erased; signing out, after which the old cookie
+//! a reader searched and erased; a CSV imported after a dry run; signing out, after which the old cookie
 //! no longer works.
 //! Every page is checked with axe-core and screenshotted at 1280 and 375 px.
 
@@ -96,6 +96,25 @@ async fn the_author_signs_in_sends_a_digest_and_signs_out(backend: Backend) {
     browser.press("Erase the reader").await;
     browser.wait_for_text("The reader was erased").await;
     assert_eq!(app.db.count("subscribers WHERE email = 'knee-7@example.com'"), 0);
+    // A small CSV: a dry run first (the form's default), then the import.
+    let csv = std::env::temp_dir().join(format!("tidings-dashboard-{port}.csv"));
+    std::fs::write(&csv, "email,name,attributes\nnew-1@example.com,Ann,{}\nnew-2@example.com,Bob,{}\n").unwrap();
+    let choose_file = || async {
+        let field = browser.client.find(fantoccini::Locator::Css("#import-file")).await.unwrap();
+        field.send_keys(csv.to_str().unwrap()).await.unwrap();
+    };
+    choose_file().await;
+    browser.press("Import").await;
+    browser.wait_for_text("Dry run: nothing was written.").await;
+    assert_eq!(app.db.count("subscribers WHERE email LIKE 'new-%'"), 0);
+    browser.check(&format!("{backend:?}-dashboard-import-dry-run")).await;
+    choose_file().await;
+    browser.click("input[name=dry_run]").await;
+    browser.press("Import").await;
+    browser.wait_for_text("<strong>Imported.</strong>").await;
+    assert_eq!(app.db.count("subscribers WHERE email LIKE 'new-%'"), 2);
+    let _ = std::fs::remove_file(&csv);
+
     browser.goto(&page("/admin/ui/suppressions")).await;
     browser.wait_for_text("<h1>Suppressions</h1>").await;
     browser.check(&format!("{backend:?}-dashboard-suppressions")).await;

@@ -5,7 +5,7 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use mail_parser::MessageParser;
+use mail_parser::{MessageParser, MimeHeaders};
 use serde::Deserialize;
 
 use super::AppState;
@@ -68,30 +68,58 @@ pub(super) async fn import_csv(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
-    let list = author::known_list(&state.settings, "list", slug)?;
     let dry_run = flag("dry_run", query.dry_run.as_deref())?;
     let send_confirmations = flag("send_confirmations", query.send_confirmations.as_deref())?;
-    let format = query.format.clone().unwrap_or_else(|| "auto".into());
+    let raw = read_upload(payload, &state).await?;
+    let file = uploaded_file(&req, raw)?;
+    let request = ImportRequest { list: slug, format: query.format.as_deref(), dry_run, send_confirmations };
+    Ok(HttpResponse::Ok().json(import_file(&state, request, file).await?))
+}
+
+/// An upload of up to `MAX_UPLOAD`, with more time than a form's body.
+pub(super) async fn read_upload(payload: web::Payload, state: &AppState) -> Result<Bytes, ApiError> {
+    body::read_up_to(payload, state.settings.body_timeout() * 6, MAX_UPLOAD).await
+}
+
+/// What to import, as the API's query or the dashboard's form says.
+pub(super) struct ImportRequest<'a> {
+    pub list: &'a str,
+    pub format: Option<&'a str>,
+    pub dry_run: bool,
+    pub send_confirmations: bool,
+}
+
+/// Imports `file` into a list (the API's and the dashboard's import).
+pub(super) async fn import_file(
+    state: &AppState,
+    request: ImportRequest<'_>,
+    file: Bytes,
+) -> Result<ImportReport, ApiError> {
+    let list = author::known_list(&state.settings, "list", request.list)?;
+    let format = request.format.filter(|f| !f.is_empty()).unwrap_or("auto").to_owned();
     if !Format::NAMES.contains(&format.as_str()) {
         return Err(ApiError::invalid("format", format!("use one of {}", Format::NAMES.join(", "))));
     }
-    let raw = body::read_up_to(payload, state.settings.body_timeout() * 6, MAX_UPLOAD).await?;
-    let file = uploaded_file(&req, raw)?;
     let settings = ImportSettings {
         list: list.to_string(),
-        dry_run,
-        send_confirmations,
+        dry_run: request.dry_run,
+        send_confirmations: request.send_confirmations,
         confirm_ttl: chrono::Duration::hours(i64::from(state.settings.confirm_token_ttl_hours)),
         consent_version: state.settings.consent_version.clone(),
     };
     let open = move || Ok(std::io::Cursor::new(file.clone()));
     match import(&state.store, settings, &format, open, |_| {}).await {
         Ok(report) => {
-            if send_confirmations && !dry_run {
+            if request.send_confirmations && !request.dry_run {
                 state.outbox_wake.notify_one();
             }
-            tracing::info!(created = report.created, invalid = report.invalid, "subscribers imported");
-            Ok(HttpResponse::Ok().json(report))
+            tracing::info!(
+                created = report.created,
+                invalid = report.invalid,
+                dry_run = request.dry_run,
+                "subscribers imported"
+            );
+            Ok(report)
         }
         Err(ImportError::File(why)) => Err(ApiError::invalid("file", why)),
         Err(ImportError::Store(e)) => Err(e.into()),
@@ -99,25 +127,45 @@ pub(super) async fn import_csv(
 }
 
 /// The CSV bytes of the request: the body, or the first file part of a
-/// multipart upload (parsed by mail-parser, whose MIME parser reads
-/// `multipart/form-data` as any other multipart).
+/// multipart upload.
 fn uploaded_file(req: &HttpRequest, raw: Bytes) -> Result<Bytes, ApiError> {
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
         return Ok(raw);
     }
+    multipart_form(req, &raw)?.file.ok_or_else(|| ApiError::invalid("file", "the upload holds no file"))
+}
+
+/// A `multipart/form-data` body: its text fields and its first file
+/// (parsed by mail-parser, whose MIME parser reads it as any multipart).
+pub(super) struct MultipartForm {
+    pub fields: Vec<(String, String)>,
+    pub file: Option<Bytes>,
+}
+
+pub(super) fn multipart_form(req: &HttpRequest, raw: &[u8]) -> Result<MultipartForm, ApiError> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.to_ascii_lowercase().starts_with("multipart/form-data") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
     let mut message = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
-    message.extend_from_slice(&raw);
+    message.extend_from_slice(raw);
     let parsed = MessageParser::default()
         .parse(&message)
         .ok_or_else(|| ApiError::invalid("file", "the multipart upload could not be read"))?;
-    parsed
-        .parts
-        .iter()
-        .skip(1)
-        .find(|p| !p.is_multipart())
-        .map(|p| Bytes::copy_from_slice(p.contents()))
-        .ok_or_else(|| ApiError::invalid("file", "the upload holds no file"))
+    let mut form = MultipartForm { fields: Vec::new(), file: None };
+    for part in parsed.parts.iter().skip(1).filter(|p| !p.is_multipart()) {
+        let disposition = part.content_disposition();
+        let name = disposition.and_then(|d| d.attribute("name")).unwrap_or_default().to_owned();
+        if disposition.and_then(|d| d.attribute("filename")).is_some() || name == "file" {
+            if form.file.is_none() {
+                form.file = Some(Bytes::copy_from_slice(part.contents()));
+            }
+        } else {
+            form.fields.push((name, String::from_utf8_lossy(part.contents()).into_owned()));
+        }
+    }
+    Ok(form)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -74,7 +74,7 @@ impl Format {
             }
             ("auto", None) => {
                 Err("the header row matches no known export (tidings, mailchimp, listmonk, substack, ghost): \
-                 name the format with --format"
+                 choose its format (`--format`, the API's `format`, the dashboard's Format)"
                     .into())
             }
             (name, Some(format)) if format.name() == name => Ok(format),

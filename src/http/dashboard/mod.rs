@@ -44,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
         .service(endpoint("/admin/ui/digests/{id}/{action}").post(digests::control).done())
         .service(endpoint("/admin/ui/readers").get(readers::index).done())
         .service(endpoint("/admin/ui/readers/export.csv").get(export).done())
+        .service(endpoint("/admin/ui/readers/import").post(readers::import).done())
         .service(endpoint("/admin/ui/readers/{id}").get(readers::show).done())
         .service(endpoint("/admin/ui/readers/{id}/{action}").post(readers::act).done())
         .service(endpoint("/admin/ui/suppressions").get(suppressions::index).done())

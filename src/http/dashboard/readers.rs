@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::session::{self, SignedIn};
 use crate::http::error::ApiError;
-use crate::http::{AppState, evidence};
+use crate::http::{AppState, evidence, readers};
 
 /// Shown per search: enough to find someone, never the whole list.
 const HITS: i64 = 50;
@@ -26,6 +26,24 @@ pub async fn index(
     author: SignedIn,
     query: web::Query<Search>,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    render(&author, &state, StatusCode::OK, &query, Imported::default()).await
+}
+
+/// What an upload did, for the page: the report, or why there is none.
+#[derive(Default)]
+struct Imported {
+    report: Option<Value>,
+    error: Option<String>,
+    list: Option<String>,
+}
+
+async fn render(
+    author: &SignedIn,
+    state: &AppState,
+    status: StatusCode,
+    query: &Search,
+    imported: Imported,
 ) -> Result<HttpResponse, ApiError> {
     let needle = query.q.as_deref().map(str::trim).unwrap_or_default().chars().take(254).collect::<String>();
     let hits: Vec<Value> = if needle.is_empty() {
@@ -53,9 +71,54 @@ pub async fn index(
         "hits": hits.iter().take(usize::try_from(HITS).unwrap_or(0)).collect::<Vec<_>>(),
         "more": more,
         "notice": notice,
-        "lists": state.settings.lists.iter().map(|l| json!({ "slug": l.slug.as_str(), "name": l.name })).collect::<Vec<_>>(),
+        "lists": state
+            .settings
+            .lists
+            .iter()
+            .map(|l| json!({ "slug": l.slug.as_str(), "name": l.name, "chosen": imported.list.as_deref() == Some(l.slug.as_str()) }))
+            .collect::<Vec<_>>(),
+        "report": imported.report,
+        "import_error": imported.error,
     });
-    Ok(author.page(&state, StatusCode::OK, "dash_readers", "readers", &data))
+    Ok(author.page(state, status, "dash_readers", "readers", &data))
+}
+
+/// `POST /admin/ui/readers/import` (multipart: `csrf`, `list`, `format`,
+/// `dry_run`, `file`): the report on the readers page. A dry run, the
+/// form's default, writes nothing.
+pub async fn import(
+    req: HttpRequest,
+    author: SignedIn,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = readers::read_upload(payload, &state).await?;
+    let form = readers::multipart_form(&req, &raw)?;
+    let field = |name: &str| form.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if !author.form_is_genuine(&req, &state.settings, field("csrf").unwrap_or_default()) {
+        return Ok(session::forged(&state));
+    }
+    let list = field("list").unwrap_or_default();
+    let dry_run = field("dry_run") == Some("yes");
+    let search = Search { q: None, done: None };
+    let Some(file) = form.file.filter(|f| !f.is_empty()) else {
+        let imported = Imported {
+            error: Some("Choose a CSV file to import.".into()),
+            list: Some(list.to_owned()),
+            ..Imported::default()
+        };
+        return render(&author, &state, StatusCode::BAD_REQUEST, &search, imported).await;
+    };
+    let request = readers::ImportRequest { list, format: field("format"), dry_run, send_confirmations: false };
+    let imported = match readers::import_file(&state, request, file).await {
+        Ok(report) => Imported { report: Some(json!(report)), list: Some(list.to_owned()), ..Imported::default() },
+        Err(ApiError::Invalid { message, .. }) => {
+            Imported { error: Some(message), list: Some(list.to_owned()), ..Imported::default() }
+        }
+        Err(other) => return Err(other),
+    };
+    let status = if imported.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    render(&author, &state, status, &search, imported).await
 }
 
 fn reader_id(id: &str) -> Result<i64, ApiError> {
