@@ -17,10 +17,11 @@ root=$(pwd)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 if ((quick)); then
-  N=2000; N_BIG=0; RUNS=1; WRK_SECS=3; REF_MSGS=5000; STARTS=3; TIMING_ROUNDS=50
+  N=2000; N_BIG=0; RUNS=1; WRK_SECS=3; REF_MSGS=5000; STARTS=3; TIMING_ROUNDS=50; N_DASH=2000; DASH_SECS=2
 else
-  N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5; TIMING_ROUNDS=200
+  N=100000; N_BIG=1000000; RUNS=3; WRK_SECS=30; REF_MSGS=20000; STARTS=5; TIMING_ROUNDS=200; N_DASH=1000000; DASH_SECS=10
 fi
+N_DASH=${BENCH_N_DASH:-$N_DASH}
 TIMING_ROUNDS=${BENCH_TIMING_ROUNDS:-$TIMING_ROUNDS}
 # Signed dispatch runs are fewer recipients: RSA signing is slow by design.
 N_DKIM=${BENCH_N_DKIM:-$(( N < 20000 ? N : 20000 ))}
@@ -128,6 +129,21 @@ for backend in $backends; do
     drop_db "$backend" "$name"
   fi
 
+  # The dashboard: the overview and a reader search, signed in, over a list
+  # that grew for two years (confirmations spread, every 20th reader gone).
+  name="tidings_bench_dash_$$_$backend"
+  url=$(db_url "$backend" "$name")
+  env TIDINGS_DATABASE_URL="$url" TIDINGS_LOG=warn "$bin" migrate
+  "$root/bench/seed.sh" "$url" orthopedic "$N_DASH" spread
+  port=$(free_port); pid=$(serve "$url" "$port"); pids+=("$pid")
+  wait_healthy "$port"
+  read -r op50 op99 orps sp50 sp99 srps < <("$root/bench/dashboard.sh" "$bin" "$url" "$port" "$DASH_SECS")
+  result[$backend,dash_overview]="p50 $op50, p99 $op99 ($orps req/s)"
+  result[$backend,dash_search]="p50 $sp50, p99 $sp99 ($srps req/s)"
+  echo "  dashboard, $N_DASH readers: overview ${result[$backend,dash_overview]}; search ${result[$backend,dash_search]}"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  drop_db "$backend" "$name"
+
   # Signups: 64 connections of distinct JSON signups while confirmations drain.
   name="tidings_bench_signup_$$_$backend"
   url=$(db_url "$backend" "$name")
@@ -204,6 +220,8 @@ table=$(
   row "signup errors (non-2xx + socket)" errors ""
   row "signup answer medians by address state, $TIMING_ROUNDS each, interleaved (floor on, default)" timing_default ""
   row "the same with signup_answer_floor_ms = 0" timing_0 ""
+  row "dashboard overview, $N_DASH readers, 4 connections, ${DASH_SECS}s" dash_overview ""
+  row "dashboard reader search (substring), $N_DASH readers, 4 connections, ${DASH_SECS}s" dash_search ""
   row "start to healthy, median of $STARTS (ms)" start ""
   row "idle RSS (MB)" idle ""
   echo "| release binary | $(for _ in $backends; do printf '%s MB | ' "$size_mb"; done)"

@@ -296,6 +296,19 @@ async fn the_author_adds_a_post_and_sends_pauses_and_resumes_digests(backend: Ba
     assert!(preview.text().await.unwrap().contains("Knees in winter"));
     assert_eq!(app.get("/admin/ui/digests/preview?list=orthopedic").await.status(), 303, "not without a session");
 
+    // A test copy goes to the author alone; a refusal is shown, not lost.
+    let res = post_form(&app, &cookie, "/admin/ui/digests", "/admin/ui/digests/test", &[("list", "orthopedic")]).await;
+    assert_eq!(res.headers()[LOCATION].to_str().unwrap(), "/admin/ui/digests/send?list=orthopedic&tested=1");
+    let copy = common::wait_until(Duration::from_secs(5), || app.smtp.to("doctor@example.com").pop()).await;
+    assert!(copy.data.contains("Subject: [Test] Orthopedic: Knees in winter"), "{}", copy.data);
+    assert_eq!(app.db.count("digests"), 0, "a test is no digest");
+    let html = page(&app, "/admin/ui/digests/send?list=orthopedic&tested=1", &cookie).await.text().await.unwrap();
+    assert!(html.contains("A test copy was sent to doctor@example.com."));
+    app.smtp.reject_recipient("doctor@example.com");
+    let res = post_form(&app, &cookie, "/admin/ui/digests", "/admin/ui/digests/test", &[("list", "orthopedic")]).await;
+    assert_eq!(res.status(), 502);
+    assert!(res.text().await.unwrap().contains("The mail server said:"));
+
     // Send; the same form twice sends once.
     let key = html.split("name=\"key\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let fields = [("list", "orthopedic"), ("subject", "Knees in winter"), ("key", key.as_str())];

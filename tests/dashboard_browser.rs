@@ -2,10 +2,11 @@
 //! WebDriver): a wrong password first, then signing in; the overview's
 //! counts against the database; a post added, the digest previewed, sent
 //! and followed to `sent` (JavaScript on) and seen the same on reload
-//! (JavaScript off); a cross-site form that tries to act for the author;
-//! a reader searched and erased; a CSV imported after a dry run; signing out, after which the old cookie
-//! no longer works.
-//! Every page is checked with axe-core and screenshotted at 1280 and 375 px.
+//! (JavaScript off); another paused while it sends and resumed; a reader
+//! searched and erased; a CSV imported after a dry run; a cross-site form
+//! that tries to act for the author; signing out, after which the old
+//! cookie no longer works. Every page is checked with axe-core and
+//! screenshotted at 1280 and 375 px.
 
 mod common;
 
@@ -81,6 +82,23 @@ async fn the_author_signs_in_sends_a_digest_and_signs_out(backend: Backend) {
     assert!(sent.contains("data-field=\"sent\">12<"), "{sent}");
     browser.check(&format!("{backend:?}-dashboard-digest")).await;
     assert_eq!(app.smtp.to("knee-3@example.com").len(), 1);
+
+    // Another digest, paused while it sends and resumed.
+    browser.goto(&page("/admin/ui/posts")).await;
+    browser.fill("#title", "Hips in spring").await;
+    browser.fill("#url", "https://blog.example/hips").await;
+    browser.click("input[name=lists][value=orthopedic]").await;
+    browser.press("Add the post").await;
+    browser.wait_for_text("The post was added.").await;
+    browser.goto(&page("/admin/ui/digests/send?list=orthopedic")).await;
+    browser.press("Send to 12 readers").await;
+    browser.wait_for_text(">Pause</button>").await;
+    browser.press("Pause").await;
+    let paused = browser.wait_for_text("data-field=\"state\">paused<").await;
+    assert!(paused.contains(">Resume</button>"));
+    browser.press("Resume").await;
+    browser.wait_for_text("data-field=\"state\">sent<").await;
+    assert_eq!(app.smtp.to("knee-3@example.com").len(), 2, "each reader got each digest once");
 
     // A reader found by part of the address, their page, and erasing them.
     browser.goto(&page("/admin/ui/readers")).await;

@@ -79,6 +79,8 @@ pub async fn index(author: SignedIn, state: web::Data<AppState>) -> Result<HttpR
 #[derive(serde::Deserialize)]
 pub struct ListQuery {
     list: Option<String>,
+    /// Set after a test copy went out: the page says where.
+    tested: Option<String>,
 }
 
 /// `GET /admin/ui/digests/send?list=SLUG`: what would be sent, to how many,
@@ -107,6 +109,7 @@ pub async fn confirm(
         "posts": titles,
         // One click sends once: a second post of this form replays the first.
         "key": crate::domain::SessionSecret::generate().expose(),
+        "tested": query.tested.is_some().then(|| format!("A test copy was sent to {}.", author.email)),
     });
     Ok(with_csp(author.page(&state, StatusCode::OK, "dash_send", "digests", &data)))
 }
@@ -176,6 +179,64 @@ fn refused(state: &AppState, why: &str) -> HttpResponse {
         &[why],
         Some(("/admin/ui/digests", "Back to the digests")),
     )
+}
+
+/// `POST /admin/ui/digests/test` with `list`: the next digest, as it would
+/// go out now, to the signed-in author alone (subject marked `[Test]`; its
+/// unsubscribe links name no reader and do nothing). An SMTP refusal is
+/// shown, not swallowed.
+pub async fn test_send(
+    req: HttpRequest,
+    author: SignedIn,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let form = match session::genuine_form(&req, &author, payload, &state).await? {
+        Ok(form) => form,
+        Err(refused) => return Ok(refused),
+    };
+    let list = author::known_list(&state.settings, "list", form.get("list").unwrap_or_default())?;
+    let Some((row, posts)) = state.store.unsent_posts(list.clone()).await? else {
+        return Err(ApiError::NotFound("no such list".into()));
+    };
+    let Some(newest) = posts.first() else {
+        return Ok(refused(
+            &state,
+            "There are no new posts in this list since its last digest: there is nothing to test.",
+        ));
+    };
+    let subject = format!("[Test] {}", digest_subject(&row.name, &newest.title, posts.len()));
+    let content = crate::store::digests::DigestContent { id: 0, subject, list: row, posts };
+    let message = state
+        .messages
+        .prepare_digest(&content)
+        .and_then(|prepared| state.messages.digest_for(&prepared, &author.email, None, "test-copy"))
+        .map_err(|e| {
+            tracing::error!(error = %e, "test copy could not be rendered");
+            ApiError::Internal
+        })?;
+    let mailer = crate::mail::Mailer::from_settings(&state.settings).map_err(|e| {
+        tracing::error!(error = %e, "no mail transport for a test copy");
+        ApiError::Internal
+    })?;
+    let sent = mailer.send(&message).await;
+    mailer.close().await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "test copy refused");
+        return Ok(state.pages.message(
+            StatusCode::BAD_GATEWAY,
+            "The test copy was not sent",
+            &[
+                &format!("The mail server said: {e}"),
+                "Readers' copies would meet the same answer: check the SMTP settings before sending.",
+            ],
+            Some((&format!("/admin/ui/digests/send?list={list}"), "Back to the digest")),
+        ));
+    }
+    tracing::info!("test copy sent to the author");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((LOCATION, format!("/admin/ui/digests/send?list={list}&tested=1")))
+        .finish())
 }
 
 fn digest_id(id: &str) -> Result<i64, ApiError> {

@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
         .service(endpoint("/admin/ui/digests").get(digests::index).done())
         .service(endpoint("/admin/ui/digests/send").get(digests::confirm).post(digests::send).done())
         .service(endpoint("/admin/ui/digests/preview").get(digests::preview).done())
+        .service(endpoint("/admin/ui/digests/test").post(digests::test_send).done())
         .service(endpoint("/admin/ui/digests/{id}").get(digests::show).done())
         .service(endpoint("/admin/ui/digests/{id}/progress").get(digests::progress_json).done())
         .service(endpoint("/admin/ui/digests/{id}/{action}").post(digests::control).done())
