@@ -89,6 +89,19 @@ async fn the_document_describes_every_json_route(backend: Backend) {
     assert_eq!(configured.len(), 2);
     assert_eq!(slugs, &serde_json::json!(configured));
     assert!(doc["components"]["securitySchemes"]["admin_token"].is_object());
+    // Links as the specification spells them, naming operations that exist.
+    let links = &doc["paths"]["/admin/digests"]["post"]["responses"]["202"]["links"];
+    let ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values().filter_map(|op| op["operationId"].as_str()))
+        .collect();
+    for name in ["status", "pause", "resume", "cancel"] {
+        let target = links[name]["operationId"].as_str().unwrap_or_else(|| panic!("{name}: {links}"));
+        assert!(ids.contains(&target), "{target} is no operation");
+        assert_eq!(links[name]["parameters"]["id"], "$response.body#/id");
+    }
 
     // Each route exists and answers with a status the document lists for it.
     for (method, path) in JSON_ROUTES {

@@ -257,14 +257,23 @@ pub(super) async fn preview(
 ) -> Result<HttpResponse, ApiError> {
     let slug = query.list.as_deref().ok_or_else(|| ApiError::invalid("list", "say which list: ?list=SLUG"))?;
     let list = known_list(&state, "list", slug)?;
+    preview_page(&state, list).await
+}
+
+/// The next digest of `list` as a reader would get it now (the API's
+/// preview, and the frame on the dashboard's confirmation step); 409 when
+/// there is nothing new.
+pub(super) async fn preview_page(state: &AppState, list: ListSlug) -> Result<HttpResponse, ApiError> {
     match author::preview(&state.store, &state.messages, list).await {
-        // The email's own inline styles, and nothing else, may apply.
+        // The email's own inline styles, and nothing else, may apply; only
+        // the dashboard's own pages may frame it.
         Ok(Preview::Html(html)) => Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .insert_header((
                 "Content-Security-Policy",
                 "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'",
             ))
+            .insert_header(("X-Frame-Options", "SAMEORIGIN"))
             .body(html)),
         Ok(Preview::NoNewPosts) => Err(ApiError::Conflict("no new posts in this list since its last digest".into())),
         Err(PreviewError::Store(e)) => Err(e.into()),

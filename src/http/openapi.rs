@@ -73,7 +73,34 @@ pub fn document_json(settings: &Settings) -> Result<String, serde_json::Error> {
         .enum_values(Some(slugs))
         .description(Some("A list's slug: one of the lists this instance serves"));
     doc.components.get_or_insert_with(Default::default).schemas.insert("ListSlug".to_owned(), lists.into());
-    doc.to_pretty_json()
+    let mut json = serde_json::to_value(&doc)?;
+    spell_links_as_openapi_does(&mut json);
+    serde_json::to_string_pretty(&json)
+}
+
+/// utoipa 5.5 writes a link's fields in snake case (`operation_id`); the
+/// specification spells them `operationId`, `operationRef`, `requestBody`,
+/// and schemathesis' stateful phase reads only those.
+fn spell_links_as_openapi_does(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else { return };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links").and_then(|l| l.as_object_mut()))
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (snake, camel) in
+            [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")]
+        {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
 }
 
 async fn document(state: web::Data<AppState>) -> HttpResponse {

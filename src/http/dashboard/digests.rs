@@ -4,13 +4,13 @@
 //! on reload; `dashboard.js` refreshes its figures while it is open.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, X_FRAME_OPTIONS};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::session::{self, SignedIn};
-use crate::author::{self, Preview, PreviewError};
+use crate::author;
 use crate::domain::{DigestState, digest_subject};
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -122,23 +122,7 @@ pub async fn preview(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let list = author::known_list(&state.settings, "list", query.list.as_deref().unwrap_or_default())?;
-    let html = match author::preview(&state.store, &state.messages, list).await {
-        Ok(Preview::Html(html)) => html,
-        Ok(Preview::NoNewPosts) => "<p>No new posts: there is nothing to send.</p>".to_owned(),
-        Err(PreviewError::Store(e)) => return Err(e.into()),
-        Err(PreviewError::Render(e)) => {
-            tracing::error!(error = %e, "preview failed");
-            return Err(ApiError::Internal);
-        }
-    };
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; frame-ancestors 'self'",
-        ))
-        .insert_header((X_FRAME_OPTIONS, "SAMEORIGIN"))
-        .body(html))
+    crate::http::admin::preview_page(&state, list).await
 }
 
 /// `POST /admin/ui/digests/send` with `list`, `subject` and `key`.

@@ -53,12 +53,10 @@ pub async fn submit(
     if body::kind(&req) != Kind::Form {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let field = |name: &str| body::form_pairs(&body).into_iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let (typed, password, token) = (
-        field("email").unwrap_or_default(),
-        field("password").unwrap_or_default(),
-        field("login_token").unwrap_or_default(),
-    );
+    let fields = session::Form::parse(&body);
+    let typed = fields.get("email").unwrap_or_default().to_owned();
+    let password = fields.get("password").unwrap_or_default().to_owned();
+    let token = fields.get("login_token").unwrap_or_default();
     let expected = req.cookie(LOGIN_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
     let genuine = !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()));
     if !genuine || !same_site(&req, &state.settings) {

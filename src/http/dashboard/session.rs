@@ -104,7 +104,7 @@ pub async fn genuine_form(
     if crate::http::body::kind(req) != crate::http::body::Kind::Form {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let form = Form(crate::http::body::form_pairs(&body));
+    let form = Form::parse(&body);
     if !author.form_is_genuine(req, &state.settings, form.get("csrf").unwrap_or_default()) {
         tracing::info!("dashboard form without this session's token, or from another site: refused");
         return Ok(Err(forged(state)));
@@ -116,6 +116,10 @@ pub async fn genuine_form(
 pub struct Form(Vec<(String, String)>);
 
 impl Form {
+    /// An `application/x-www-form-urlencoded` body's fields.
+    pub fn parse(body: &[u8]) -> Self {
+        Self(crate::http::body::form_pairs(body))
+    }
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
