@@ -11,6 +11,12 @@ pub(crate) mod sqlite {
 
     pub(crate) type Conn = diesel::SqliteConnection;
 
+    /// Reader search through an FTS5 trigram table (migration 000015): the query, binding the
+    /// `%needle%` pattern and the limit.
+    pub(crate) const SEARCH_BY_TRIGRAMS: Option<&str> = Some(
+        "SELECT s.id, s.email, s.name FROM subscribers s WHERE s.id IN (SELECT rowid FROM subscriber_search WHERE email LIKE ?) ORDER BY s.id LIMIT ?",
+    );
+
     /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
     pub(crate) fn day_of(column: &str) -> String {
         format!("substr({column}, 1, 10)")
@@ -95,6 +101,10 @@ pub(crate) mod pg {
     use crate::store::schema::{deliveries, digests, lists, outbox};
 
     pub(crate) type Conn = diesel::PgConnection;
+
+    /// Reader search through none: a GIN trigram index serves `LIKE` itself: the query, binding the
+    /// `%needle%` pattern and the limit.
+    pub(crate) const SEARCH_BY_TRIGRAMS: Option<&str> = None;
 
     /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
     pub(crate) fn day_of(column: &str) -> String {

@@ -332,6 +332,25 @@ per_backend! {
                 other => vec![other],
             })
             .collect();
+        // The trigram table answers any needle of 3 or more plain
+        // characters; shorter ones, or ones with LIKE's own characters,
+        // read the table.
+        if let Some(query) = SEARCH_BY_TRIGRAMS.filter(|_| escaped == needle.to_lowercase() && needle.chars().count() >= 3) {
+            #[derive(diesel::QueryableByName)]
+            struct Hit {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                id: i64,
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                email: String,
+                #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+                name: Option<String>,
+            }
+            let hits: Vec<Hit> = diesel::sql_query(query)
+                .bind::<diesel::sql_types::Text, _>(format!("%{escaped}%"))
+                .bind::<diesel::sql_types::BigInt, _>(limit)
+                .load(c)?;
+            return Ok(hits.into_iter().map(|h| (h.id, h.email, h.name)).collect());
+        }
         subscribers::table
             .filter(subscribers::email.like(format!("%{escaped}%")).escape('\\'))
             .select((subscribers::id, subscribers::email, subscribers::name))

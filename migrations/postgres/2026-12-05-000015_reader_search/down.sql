@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS subscribers_email_trgm;
