@@ -18,6 +18,7 @@ on_both_backends!(
     authors_sign_in_and_out,
     sign_ins_are_limited_per_ip,
     the_overview_counts_and_charts_each_list,
+    tallies_count_the_readers_of_before_the_upgrade_and_every_change_after,
     the_author_adds_a_post_and_sends_pauses_and_resumes_digests,
     the_author_finds_a_reader_and_acts_for_them,
     the_author_imports_a_csv_after_a_dry_run
@@ -226,6 +227,60 @@ async fn the_overview_counts_and_charts_each_list(backend: Backend) {
     assert_eq!(section.matches("<tr><th scope=\"row\">").count(), 30 + 90);
     let social = html.split("id=\"list-social-media\"").nth(1).unwrap();
     assert!(social.contains("data-count=\"confirmed\">3<"));
+    app.db.assert_tallies_match();
+}
+
+async fn tallies_count_the_readers_of_before_the_upgrade_and_every_change_after(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let migration = |file: &str| {
+        let dir = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        std::fs::read_to_string(format!(
+            "{}/migrations/{dir}/2026-12-06-000016_list_tallies/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    // Readers stored before the tallies existed: the upgrade counts them.
+    app.db.execute_script(&migration("down.sql"));
+    app.db.seed_confirmed("orthopedic", "bone-", 30);
+    app.db.seed_confirmed("social-media", "bone-", 10);
+    app.db.execute(
+        "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = '2026-11-20 08:00:00' WHERE id % 3 = 0",
+    );
+    app.db.execute_script(&migration("up.sql"));
+    app.db.assert_tallies_match();
+    let counts = app.counts().await;
+    assert_eq!(counts["orthopedic"], (0, 20, 10));
+    assert_eq!(counts["social-media"], (0, 7, 3));
+
+    // Then every kind of change, many at once: signups to both lists,
+    // confirmations, unsubscribes, erasure.
+    let emails: Vec<String> = (0..40).map(|i| format!("new-{i}@example.com")).collect();
+    let statuses = app.signups_at_once(emails, &["orthopedic", "social-media"]).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    app.subscribe_confirmed("joint@example.com", &["orthopedic", "social-media"]).await;
+    app.db.execute("UPDATE subscriptions SET status = 'confirmed', confirmed_at = CURRENT_TIMESTAMP WHERE id % 5 = 1");
+    app.db.execute("DELETE FROM subscribers WHERE email LIKE 'bone-1%'");
+    app.db.assert_tallies_match();
+    let db = |list: &str, status: &str| {
+        app.db.count(&format!(
+            "subscriptions WHERE status = '{status}' AND list_id = (SELECT id FROM lists WHERE slug = '{list}')"
+        ))
+    };
+    let counts = app.counts().await;
+    for list in ["orthopedic", "social-media"] {
+        assert_eq!(counts[list], (db(list, "pending"), db(list, "confirmed"), db(list, "unsubscribed")), "{list}");
+    }
+    // PostgreSQL's appended changes are folded in by the running service.
+    common::wait_until(Duration::from_secs(15), || {
+        (app.db.count("list_tally_changes") + app.db.count("list_day_changes") == 0).then_some(())
+    })
+    .await;
+    app.db.assert_tallies_match();
+    assert_eq!(app.counts().await, counts);
 }
 
 /// Posts a dashboard form with the session's CSRF token (from `from`).
@@ -436,6 +491,7 @@ async fn the_author_finds_a_reader_and_acts_for_them(backend: Backend) {
     let csv = res.text().await.unwrap();
     assert!(csv.contains("knee-5@example.com") && !csv.contains("knee-1@example.com"), "{csv}");
     assert_eq!(app.get("/admin/ui/readers/export.csv").await.status(), 303);
+    app.db.assert_tallies_match();
 }
 
 /// A `multipart/form-data` body of text fields and one CSV file.
@@ -496,4 +552,5 @@ async fn the_author_imports_a_csv_after_a_dry_run(backend: Backend) {
     let unknown = upload(vec![("csrf", csrf), ("list", "nonsense".into())]).await.unwrap();
     assert_eq!(unknown.status(), 400);
     assert!(unknown.text().await.unwrap().contains("there is no list called"));
+    app.db.assert_tallies_match();
 }

@@ -144,6 +144,7 @@ async fn imports_from_every_tool_keep_status_and_consent(backend: Backend) {
         1
     );
     let _ = std::fs::remove_file(pending);
+    app.db.assert_tallies_match();
 }
 
 async fn imports_never_resurrect_or_downgrade(backend: Backend) {
@@ -178,6 +179,7 @@ async fn imports_never_resurrect_or_downgrade(backend: Backend) {
     assert!(import(&app, file.to_str().unwrap(), &[]).await.contains("1 updated"));
     assert_eq!(status_of(&app.db, &readers[0]), "unsubscribed");
     let _ = std::fs::remove_file(file);
+    app.db.assert_tallies_match();
 }
 
 async fn bad_files_and_bad_rows(backend: Backend) {
@@ -321,6 +323,7 @@ async fn import_export_and_erase_over_http(backend: Backend) {
     erase.args(["subscribers", "erase", "niaj@example.com"]);
     assert!(run(erase).await.status.success());
     assert_eq!(app.db.count("subscribers") + app.db.count("subscriptions") + app.db.count("consent_events"), 0);
+    app.db.assert_tallies_match();
 }
 
 async fn a_reader_downloads_and_erases_their_data(backend: Backend) {
@@ -367,4 +370,5 @@ async fn a_reader_downloads_and_erases_their_data(backend: Backend) {
     assert_eq!(app.db.count("subscribers WHERE email = 'yara@example.com'"), 1, "the signup was stored");
     assert_eq!(app.db.count("outbox"), 0, "an erased complainer was sent a confirmation");
     assert_eq!(app.smtp.to("yara@example.com").len(), 2, "confirmation and digest only");
+    app.db.assert_tallies_match();
 }

@@ -211,6 +211,7 @@ async fn preference_center_joins_leaves_and_renames(backend: Backend) {
     let (status, body) = text(res.unwrap()).await;
     assert_eq!(status, 409);
     assert!(body.contains("Confirm your address first"), "{body}");
+    app.db.assert_tallies_match();
 }
 
 async fn welcome_email_goes_once_per_reader_and_list(backend: Backend) {
@@ -247,6 +248,7 @@ async fn welcome_email_goes_once_per_reader_and_list(backend: Backend) {
     let welcomes =
         app.smtp.to("wes@example.com").iter().filter(|m| m.header("Subject").unwrap().contains("Welcome")).count();
     assert_eq!(welcomes, 1);
+    app.db.assert_tallies_match();
 }
 
 async fn manage_by_email_mails_only_known_readers(backend: Backend) {

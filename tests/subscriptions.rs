@@ -66,6 +66,7 @@ async fn full_flow_confirms_every_list_of_the_signup(backend: Backend) {
     assert_eq!(app.counts().await["orthopedic"], (0, 1, 0));
     // The same address in another case is the same reader.
     assert_eq!(app.db.count("subscribers"), 1);
+    app.db.assert_tallies_match();
 }
 
 async fn answers_are_identical_whatever_the_address_state(backend: Backend) {
@@ -282,6 +283,7 @@ async fn one_click_unsubscribe_by_post_body(backend: Backend) {
         app.client.post(app.url("/unsubscribe/AAAAAAAAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAA")).send().await.unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(app.counts().await["orthopedic"], (0, 0, 2));
+    app.db.assert_tallies_match();
 }
 
 async fn unsubscribe_page_can_leave_every_list(backend: Backend) {
@@ -295,6 +297,7 @@ async fn unsubscribe_page_can_leave_every_list(backend: Backend) {
     let counts = app.counts().await;
     assert_eq!(counts["orthopedic"], (0, 0, 1));
     assert_eq!(counts["social-media"], (0, 0, 1));
+    app.db.assert_tallies_match();
 }
 
 async fn smtp_down_at_signup_then_up_delivers(backend: Backend) {
@@ -463,4 +466,5 @@ async fn one_address_signed_up_many_times_at_once(backend: Backend) {
     app.smtp.wait_for(33, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.smtp.to("twin@example.com").len(), 3);
+    app.db.assert_tallies_match();
 }

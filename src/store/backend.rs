@@ -17,11 +17,6 @@ pub(crate) mod sqlite {
         "SELECT s.id, s.email, s.name FROM subscribers s WHERE s.id IN (SELECT rowid FROM subscriber_search WHERE email LIKE ?) ORDER BY s.id LIMIT ?",
     );
 
-    /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
-    pub(crate) fn day_of(column: &str) -> String {
-        format!("substr({column}, 1, 10)")
-    }
-
     /// The other table families' query code for this backend.
     pub(crate) use crate::store::deliveries::sqlite as deliveries_sql;
     pub(crate) use crate::store::digests::sqlite as digests_sql;
@@ -31,6 +26,7 @@ pub(crate) mod sqlite {
     pub(crate) use crate::store::signups::sqlite as signups_sql;
     pub(crate) use crate::store::subscriptions::sqlite as subscriptions_sql;
     pub(crate) use crate::store::suppressions::sqlite as suppressions_sql;
+    pub(crate) use crate::store::tallies::sqlite as tallies_sql;
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so a transaction that
     /// reads then writes can never fail half-way with "database is locked".
@@ -106,11 +102,6 @@ pub(crate) mod pg {
     /// `%needle%` pattern and the limit.
     pub(crate) const SEARCH_BY_TRIGRAMS: Option<&str> = None;
 
-    /// The UTC day (`YYYY-MM-DD`) of a timestamp column, in SQL.
-    pub(crate) fn day_of(column: &str) -> String {
-        format!("to_char({column}, 'YYYY-MM-DD')")
-    }
-
     pub(crate) use crate::store::deliveries::pg as deliveries_sql;
     pub(crate) use crate::store::digests::pg as digests_sql;
     pub(crate) use crate::store::lists::pg as lists_sql;
@@ -119,6 +110,7 @@ pub(crate) mod pg {
     pub(crate) use crate::store::signups::pg as signups_sql;
     pub(crate) use crate::store::subscriptions::pg as subscriptions_sql;
     pub(crate) use crate::store::suppressions::pg as suppressions_sql;
+    pub(crate) use crate::store::tallies::pg as tallies_sql;
 
     pub(crate) fn write_tx<T, E>(c: &mut Conn, f: impl FnOnce(&mut Conn) -> Result<T, E>) -> Result<T, E>
     where

@@ -1,9 +1,8 @@
 use chrono::Utc;
-use diesel::dsl::count_star;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::{lists, subscriptions};
+use super::schema::lists;
 use super::{Store, StoreResult};
 use crate::config::ListSettings;
 use crate::domain::SubscriptionStatus;
@@ -57,19 +56,17 @@ per_backend! {
         Ok(counts_by_id(c)?.into_iter().map(|(_, counts)| counts).collect())
     }
 
-    /// Each list's id and its readers by state.
+    /// Each list's id and its readers by state, from the tallies.
     pub(crate) fn counts_by_id(c: &mut Conn) -> QueryResult<Vec<(i64, ListCounts)>> {
-        let rows: Vec<(i64, String, i64)> = subscriptions::table
-            .group_by((subscriptions::list_id, subscriptions::status))
-            .select((subscriptions::list_id, subscriptions::status, count_star()))
-            .load(c)?;
+        let tallies = tallies_sql::states(c)?;
         Ok(all(c)?
             .into_iter()
             .map(|list| {
                 let count = |status: SubscriptionStatus| {
-                    rows.iter()
-                        .filter(|(id, s, _)| *id == list.id && s == status.as_str())
-                        .map(|(_, _, n)| *n)
+                    tallies
+                        .iter()
+                        .filter(|t| t.list_id == list.id && t.status == status.as_str())
+                        .map(|t| t.readers)
                         .sum()
                 };
                 let counts = ListCounts {

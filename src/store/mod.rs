@@ -65,6 +65,7 @@ pub mod senders;
 pub mod signups;
 pub mod subscriptions;
 pub mod suppressions;
+pub mod tallies;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");

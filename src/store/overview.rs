@@ -1,11 +1,11 @@
 //! What the dashboard's overview shows: each list's readers by state, and
-//! its growth per day. Every figure is an indexed count or range (see
-//! migration 000014), so the page costs the same at a million readers.
+//! its growth per day. The figures come from the tallies (migration 000016)
+//! and the few suppressed readers (a partial index), so the page costs the
+//! same at a million readers.
 
-use chrono::{NaiveDate, NaiveDateTime};
-use diesel::dsl::{count_star, sql};
+use chrono::NaiveDate;
+use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 
 use super::lists::ListCounts;
 use super::schema::{subscribers, subscriptions};
@@ -29,28 +29,6 @@ pub struct DayGrowth {
 }
 
 per_backend! {
-    /// Subscriptions of `list_id` whose `column` falls on each day since
-    /// `since`, as (day, count).
-    fn per_day(c: &mut Conn, list_id: i64, confirmed: bool, since: NaiveDateTime) -> QueryResult<Vec<(String, i64)>> {
-        if confirmed {
-            let day = day_of("confirmed_at");
-            subscriptions::table
-                .filter(subscriptions::list_id.eq(list_id))
-                .filter(subscriptions::confirmed_at.ge(since))
-                .group_by(sql::<Text>(&day))
-                .select((sql::<Text>(&day), count_star()))
-                .load(c)
-        } else {
-            let day = day_of("unsubscribed_at");
-            subscriptions::table
-                .filter(subscriptions::list_id.eq(list_id))
-                .filter(subscriptions::unsubscribed_at.ge(since))
-                .group_by(sql::<Text>(&day))
-                .select((sql::<Text>(&day), count_star()))
-                .load(c)
-        }
-    }
-
     pub(crate) fn overview(c: &mut Conn, since: NaiveDate, until: NaiveDate) -> QueryResult<Vec<ListOverview>> {
         // From the few suppressed readers to their subscriptions (a join
         // the other way round reads every subscription).
@@ -60,25 +38,30 @@ per_backend! {
             .group_by(subscriptions::list_id)
             .select((subscriptions::list_id, count_star()))
             .load(c)?;
-        let start = since.and_hms_opt(0, 0, 0).unwrap_or_default();
+        let days = tallies_sql::days(c, &day_key(since))?;
         let mut lists = Vec::new();
         for (list, counts) in lists_sql::counts_by_id(c)? {
-            let confirmed = per_day(c, list, true, start)?;
-            let unsubscribed = per_day(c, list, false, start)?;
-            let on = |rows: &[(String, i64)], day: NaiveDate| {
-                let key = day.format("%Y-%m-%d").to_string();
-                rows.iter().find(|(d, _)| *d == key).map_or(0, |(_, n)| *n)
-            };
             let growth = since
                 .iter_days()
                 .take_while(|d| *d <= until)
-                .map(|day| DayGrowth { day, confirmed: on(&confirmed, day), unsubscribed: on(&unsubscribed, day) })
+                .map(|day| {
+                    let key = day_key(day);
+                    let on_day = days.iter().filter(|t| t.list_id == list && t.day == key);
+                    let (confirmed, unsubscribed) =
+                        on_day.fold((0, 0), |(c, u), t| (c + t.confirmed, u + t.unsubscribed));
+                    DayGrowth { day, confirmed, unsubscribed }
+                })
                 .collect();
             let suppressed = suppressed.iter().find(|(id, _)| *id == list).map_or(0, |(_, n)| *n);
             lists.push(ListOverview { counts, suppressed, growth });
         }
         Ok(lists)
     }
+}
+
+/// A day as the tallies spell it.
+fn day_key(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
 }
 
 impl Store {

@@ -247,6 +247,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    list_tallies (list_id, status) {
+        list_id -> BigInt,
+        status -> Text,
+        readers -> BigInt,
+    }
+}
+
+diesel::table! {
+    list_tally_changes (id) {
+        id -> BigInt,
+        list_id -> BigInt,
+        status -> Text,
+        readers -> BigInt,
+    }
+}
+
+diesel::table! {
+    list_days (list_id, day) {
+        list_id -> BigInt,
+        day -> Text,
+        confirmed -> BigInt,
+        unsubscribed -> BigInt,
+    }
+}
+
+diesel::table! {
+    list_day_changes (id) {
+        id -> BigInt,
+        list_id -> BigInt,
+        day -> Text,
+        confirmed -> BigInt,
+        unsubscribed -> BigInt,
+    }
+}
+
 diesel::joinable!(author_sessions -> authors (author_id));
 diesel::joinable!(outbox -> lists (list_id));
 diesel::joinable!(post_lists -> posts (post_id));
@@ -282,4 +318,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     senders,
     authors,
     author_sessions,
+    list_tallies,
+    list_tally_changes,
+    list_days,
+    list_day_changes,
 );

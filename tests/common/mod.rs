@@ -109,6 +109,19 @@ impl TestDb {
         }
     }
 
+    /// Runs a script of several statements (a migration's SQL, say).
+    pub fn execute_script(&self, sql: &str) {
+        use diesel::connection::SimpleConnection;
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut c = SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+                c.batch_execute("PRAGMA busy_timeout = 10000").unwrap();
+                c.batch_execute(sql).unwrap();
+            }
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url).unwrap().batch_execute(sql).unwrap(),
+        }
+    }
+
     pub fn count(&self, table_and_filter: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
         struct N {
@@ -372,6 +385,32 @@ impl TestApp {
 }
 
 impl TestDb {
+    /// Checks that the list tallies (with their unfolded changes) say what a
+    /// count over every subscription says, per list and state and per day.
+    pub fn assert_tallies_match(&self) {
+        let day = |column: &str| match self.url {
+            DatabaseUrl::Sqlite(_) => format!("substr({column}, 1, 10)"),
+            DatabaseUrl::Postgres(_) => format!("to_char({column}, 'YYYY-MM-DD')"),
+        };
+        let states = "(SELECT list_id, status FROM ( \
+             SELECT list_id, status, COUNT(*) AS n FROM subscriptions GROUP BY list_id, status \
+             UNION ALL SELECT list_id, status, -readers FROM list_tallies \
+             UNION ALL SELECT list_id, status, -readers FROM list_tally_changes \
+             ) AS d GROUP BY list_id, status HAVING SUM(n) <> 0) AS wrong";
+        assert_eq!(self.count(states), 0, "readers by list and state differ from the tallies");
+        let days = format!(
+            "(SELECT list_id, day FROM ( \
+             SELECT list_id, {c} AS day, 1 AS c, 0 AS u FROM subscriptions WHERE confirmed_at IS NOT NULL \
+             UNION ALL SELECT list_id, {u}, 0, 1 FROM subscriptions WHERE unsubscribed_at IS NOT NULL \
+             UNION ALL SELECT list_id, day, -confirmed, -unsubscribed FROM list_days \
+             UNION ALL SELECT list_id, day, -confirmed, -unsubscribed FROM list_day_changes \
+             ) AS d GROUP BY list_id, day HAVING SUM(c) <> 0 OR SUM(u) <> 0) AS wrong",
+            c = day("confirmed_at"),
+            u = day("unsubscribed_at")
+        );
+        assert_eq!(self.count(&days), 0, "growth per list and day differs from the tallies");
+    }
+
     /// Inserts confirmed readers of `list` straight into the database: fast
     /// seeding for dispatch tests. Returns their addresses.
     pub fn seed_confirmed(&self, list: &str, prefix: &str, n: usize) -> Vec<String> {

@@ -1,0 +1,10 @@
+DROP TRIGGER subscriptions_tally_insert ON subscriptions;
+DROP TRIGGER subscriptions_tally_update ON subscriptions;
+DROP TRIGGER subscriptions_tally_delete ON subscriptions;
+DROP FUNCTION subscriptions_tally();
+DROP TABLE list_day_changes;
+DROP TABLE list_tally_changes;
+DROP TABLE list_days;
+DROP TABLE list_tallies;
+CREATE INDEX subscriptions_by_list_confirmed ON subscriptions (list_id, confirmed_at);
+CREATE INDEX subscriptions_by_list_unsubscribed ON subscriptions (list_id, unsubscribed_at);

@@ -1,0 +1,11 @@
+DROP TRIGGER subscriptions_tally_insert;
+DROP TRIGGER subscriptions_tally_delete;
+DROP TRIGGER subscriptions_tally_status;
+DROP TRIGGER subscriptions_tally_confirmed;
+DROP TRIGGER subscriptions_tally_unsubscribed;
+DROP TABLE list_day_changes;
+DROP TABLE list_tally_changes;
+DROP TABLE list_days;
+DROP TABLE list_tallies;
+CREATE INDEX subscriptions_by_list_confirmed ON subscriptions (list_id, confirmed_at);
+CREATE INDEX subscriptions_by_list_unsubscribed ON subscriptions (list_id, unsubscribed_at);
