@@ -49,7 +49,7 @@ for backend in $backends; do
   for round in $(seq 1 "$ROUNDS"); do
     for side in a b; do
       add_posts "${port[$side]}" "$round"
-      read -r _ rate < <(digest_run "${port[$side]}")
+      read -r _ rate _ < <(digest_run "${port[$side]}")
       rates[$side]+="$rate "
       echo "  $backend round $round $side: $rate msg/s"
     done

@@ -26,13 +26,25 @@ db_url() { # backend name -> fresh database URL
 }
 drop_db() { [ "$1" = postgres ] && psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" >/dev/null || true; }
 
-serve() { # url port extra-env... ; prints pid
-  local url="$1" port="$2"; shift 2
+launch() { # url port command extra-env... ; prints pid
+  local url="$1" port="$2" command="$3"; shift 3
   env TIDINGS_DATABASE_URL="$url" TIDINGS_LISTEN="127.0.0.1:$port" TIDINGS_BASE_URL="https://news.example.org" \
     TIDINGS_MAIL_TRANSPORT=smtp TIDINGS_SMTP_URL="smtp://127.0.0.1:$sink_port" TIDINGS_ADMIN_TOKEN="$admin" \
     TIDINGS_SMTP_CONCURRENCY="$concurrency" TIDINGS_DATABASE_POOL_SIZE=16 "$@" \
-    "$bin" serve >>"$work/serve.log" 2>&1 &
+    "$bin" $command >>"$work/serve.log" 2>&1 &
   echo $!
+}
+serve() { # url port extra-env... ; prints pid
+  local url="$1" port="$2"; shift 2
+  launch "$url" "$port" serve "$@"
+}
+timed_peak() { # command... -> "seconds peak_MB": wall clock and the command's peak RSS
+  /usr/bin/python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(f"{time.monotonic() - t:.2f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+PY
 }
 wait_healthy() { for _ in $(seq 1 2000); do curl -fs "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.005; done; return 1; }
 
@@ -45,21 +57,22 @@ add_posts() { # port run
   done
 }
 
-digest_run() { # port -> "trigger_ms rate"
-  local port=$1 t0 t1 id status
+digest_run() { # port -> "trigger_ms rate wall_rate"
+  local port=$1 t0 t1 t2 id status
   t0=$(now_ns)
   id=$(curl -fs -H "Authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port/admin/digests" \
     -d '{"list":"orthopedic"}' | sed 's/.*"id":\([0-9]*\).*/\1/')
   t1=$(now_ns)
-  # Poll as `tidings digest send` does (every 250 ms): each poll counts the
-  # digest's deliveries, which would load the sender if done more often.
-  # The rate comes from the digest's own timestamps, so the polling interval
-  # does not blur it.
+  # Polls every 100 ms (the status reads the digest's counters, not its
+  # deliveries). Two rates: by the digest's own timestamps (trigger start to
+  # the last result recorded), and by the wall clock a user watches, from
+  # sending the trigger request to the first poll that reads `sent`.
   while :; do
     status=$(curl -fs -H "Authorization: Bearer $admin" "http://127.0.0.1:$port/admin/digests/$id")
-    case "$status" in *'"status":"sent"'*|*'"status":"failed"'*) break ;; esac
-    sleep 0.25
+    case "$status" in *'"status":"sent"'*|*'"status":"failed"'*|*'"status":"paused"'*) break ;; esac
+    sleep 0.1
   done
+  t2=$(now_ns)
   local rate
   rate=$(/usr/bin/python3 -c '
 import json, re, sys
@@ -67,7 +80,6 @@ from datetime import datetime
 s = json.loads(sys.argv[1])
 micros = lambda v: re.sub(r"(\.\d{1,6})\d*", r"\1", v.replace("Z", "+00:00"))
 t = lambda k: datetime.fromisoformat(micros(s[k])).timestamp()
-print(round(s["sent"] / max(t("finished_at") - t("created_at"), 0.001)))' "$status")
+print(round(s["sent"] / max(t("finished_at") - t("created_at"), 0.001)), round(s["sent"] / (int(sys.argv[2]) / 1e9)))' "$status" $((t2 - t0)))
   awk -v a=$((t1 - t0)) -v r="$rate" 'BEGIN {printf "%.0f %s\n", a / 1e6, r}'
 }
-

@@ -9,9 +9,17 @@ function setup(thread)
 end
 
 -- args[1]: a file of form tokens (bench/form_tokens.py), one per line;
--- args[2]: how many threads share it (each takes every n-th line).
+-- args[2]: how many threads share it (each takes every n-th line);
+-- args[3]: the lists, comma-separated (default orthopedic);
+-- args[4]: "name" to give each reader a name.
 function init(args)
   n = 0
+  lists = {}
+  for slug in string.gmatch(args[3] or "orthopedic", "[^,]+") do
+    lists[#lists + 1] = '"' .. slug .. '"'
+  end
+  lists = table.concat(lists, ",")
+  named = args[4] == "name"
   tokens = {}
   local threads = tonumber(args[2])
   local i = 0
@@ -30,6 +38,10 @@ function request()
   -- Past the end of the file tokens repeat: those signups answer 400 and
   -- show up as errors.
   local token = tokens[(n - 1) % #tokens + 1]
-  local body = string.format('{"email":"w%s-%d-%d@bench.example","lists":["orthopedic"],"form_token":"%s"}', prefix, id, n, token)
+  local name = ""
+  if named then
+    name = string.format(',"name":"Reader %d-%d"', id, n)
+  end
+  local body = string.format('{"email":"w%s-%d-%d@bench.example","lists":[%s]%s,"form_token":"%s"}', prefix, id, n, lists, name, token)
   return wrk.format(nil, "/subscriptions", nil, body)
 end

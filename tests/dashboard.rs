@@ -483,6 +483,13 @@ async fn the_author_finds_a_reader_and_acts_for_them(backend: Backend) {
     );
     assert_eq!(app.db.count("subscribers WHERE email = 'knee-1@example.com'"), 0);
     assert_eq!(page(&app, &format!("/admin/ui/readers/{id}"), &cookie).await.status(), 404);
+    // Nor does the search index keep their address.
+    let html = page(&app, "/admin/ui/readers?q=knee-1@", &cookie).await.text().await.unwrap();
+    assert!(html.contains("No reader's address contains") && !html.contains("knee-1@example.com</a>"), "{html}");
+    match backend {
+        Backend::Sqlite => assert_eq!(app.db.count("subscriber_search WHERE email LIKE '%knee-1@%'"), 0),
+        Backend::Postgres => {}
+    }
 
     // The export, for a signed-in author only.
     let res = page(&app, "/admin/ui/readers/export.csv?list=orthopedic", &cookie).await;
