@@ -150,9 +150,11 @@ impl Browser {
         self.client.set_window_size(1280, 900).await.unwrap();
     }
 
-    /// Both checks, for a page a reader meets.
+    /// Every check, for a page a reader or the author meets: accessible,
+    /// whole at 375 px, screenshotted.
     pub async fn check(&self, page: &str) {
         self.assert_accessible(page).await;
+        assert!(!self.overflows_at(375).await, "{page}: content is cut off at 375 px");
         self.screenshots(page).await;
     }
 
