@@ -338,6 +338,8 @@ async fn the_author_adds_a_post_and_sends_pauses_and_resumes_digests(backend: Ba
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
+    assert!(forged.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(forged.text().await.unwrap().contains("This form cannot be used"), "the page says what to do");
     assert_eq!(app.db.count("posts WHERE title = 'Spam'"), 0);
 
     // The confirmation step names the count and the subject; the preview is

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::config::ListSettings;
 use crate::domain::SubscriptionStatus;
+use crate::http::error::ApiError;
 use crate::store::archive::ArchivedDigest;
 use crate::store::digests::DigestContent;
 use crate::store::preferences::Preferences;
@@ -204,13 +205,15 @@ impl Pages {
     /// The signup form as a snippet for the blog's own pages: a plain form
     /// posting here (a "one more step" page catches it without JavaScript),
     /// its own scoped style, and a few lines that fetch a fill-time token.
-    pub fn embed(&self, base: &str, site: &str, lists: &[&ListSettings]) -> String {
+    pub fn embed(&self, base: &str, site: &str, lists: &[&ListSettings]) -> Result<String, ApiError> {
         let shown: Vec<_> = lists.iter().map(|l| json!({ "slug": l.slug.as_str(), "name": l.name })).collect();
         let one = if shown.len() == 1 { shown[0].clone() } else { serde_json::Value::Null };
         let data = json!({ "base": base.trim_end_matches('/'), "site": site, "lists": shown, "one": one });
-        self.registry.render("embed", &data).unwrap_or_else(|e| {
+        // A snippet that failed to render is a 500, never an empty 200 a
+        // blog would paste and show as a missing form.
+        self.registry.render("embed", &data).map_err(|e| {
             tracing::error!(error = %e, "embed rendering failed");
-            String::new()
+            ApiError::Internal
         })
     }
 
@@ -349,7 +352,7 @@ mod tests {
             pages.message(
                 StatusCode::OK,
                 "embed",
-                &[&pages.embed("http://x", "blog", &lists.iter().collect::<Vec<_>>())],
+                &[&pages.embed("http://x", "blog", &lists.iter().collect::<Vec<_>>()).unwrap()],
                 None,
             ),
             pages.archive_index(&lists.iter().collect::<Vec<_>>()),

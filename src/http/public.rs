@@ -72,14 +72,15 @@ async fn embed(query: web::Query<EmbedQuery>, state: web::Data<AppState>) -> Res
     } else {
         state.settings.lists.iter().filter(|l| lists.contains(&l.slug)).collect()
     };
+    let snippet = state.pages.embed(
+        state.settings.base_url.as_str(),
+        state.settings.site_url.as_ref().map_or("your blog", |u| u.as_str()),
+        &chosen,
+    )?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "public, max-age=300"))
-        .body(state.pages.embed(
-            state.settings.base_url.as_str(),
-            state.settings.site_url.as_ref().map_or("your blog", |u| u.as_str()),
-            &chosen,
-        )))
+        .body(snippet))
 }
 
 #[derive(Deserialize)]

@@ -5,11 +5,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::session::{self, SignedIn};
+use super::session::{GenuineForm, SignedIn};
 use crate::author;
 use crate::domain::{DigestState, digest_subject};
 use crate::http::AppState;
@@ -126,16 +126,8 @@ pub async fn preview(
 }
 
 /// `POST /admin/ui/digests/send` with `list`, `subject` and `key`.
-pub async fn send(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+pub async fn send(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let form = posted.form;
     let list = author::known_list(&state.settings, "list", form.get("list").unwrap_or_default())?;
     let subject =
         form.get("subject").map(str::trim).filter(|s| !s.is_empty()).map(author::parse_subject).transpose()?;
@@ -169,16 +161,8 @@ fn refused(state: &AppState, why: &str) -> HttpResponse {
 /// go out now, to the signed-in author alone (subject marked `[Test]`; its
 /// unsubscribe links name no reader and do nothing). An SMTP refusal is
 /// shown, not swallowed.
-pub async fn test_send(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+pub async fn test_send(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let GenuineForm { author, form } = posted;
     let list = author::known_list(&state.settings, "list", form.get("list").unwrap_or_default())?;
     let Some((row, posts)) = state.store.unsent_posts(list.clone()).await? else {
         return Err(ApiError::NotFound("no such list".into()));
@@ -255,15 +239,10 @@ pub async fn progress_json(
 
 /// `POST /admin/ui/digests/{id}/{pause|resume|cancel}`.
 pub async fn control(
-    req: HttpRequest,
-    author: SignedIn,
+    _genuine: GenuineForm,
     path: web::Path<(String, String)>,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Err(refused) = session::genuine_form(&req, &author, payload, &state).await? {
-        return Ok(refused);
-    }
     let (id, action) = path.into_inner();
     let id = digest_id(&id)?;
     let outcome = match action.as_str() {

@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::session::{self, SESSION_COOKIE, SignedIn, cookie, expired, same_site};
+use super::session::{self, GenuineForm, SESSION_COOKIE, cookie, expired, same_site};
 use crate::domain::{EmailAddress, SessionSecret, decoy_hash, password_matches};
 use crate::http::AppState;
 use crate::http::body::{self, Kind};
@@ -113,15 +113,8 @@ pub async fn submit(
 }
 
 /// `POST /admin/logout` with `csrf`: the session ends on the server too.
-pub async fn logout(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    if let Err(refused) = session::genuine_form(&req, &author, payload, &state).await? {
-        return Ok(refused);
-    }
+pub async fn logout(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let author = posted.author;
     state.store.close_session(author.id_hash.clone()).await?;
     let mut answer = HttpResponse::SeeOther().insert_header((LOCATION, LOGIN_PATH)).finish();
     let _ = answer.add_cookie(&expired(&state.settings, SESSION_COOKIE, "/admin"));

@@ -3,11 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::session::{self, SignedIn};
+use super::session::{GenuineForm, SignedIn};
 use crate::author::{self, PostInput};
 use crate::feed::{self, FeedError};
 use crate::http::AppState;
@@ -96,16 +96,8 @@ async fn render(
 }
 
 /// `POST /admin/ui/posts`: a new post (or the same URL again: updated).
-pub async fn add(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+pub async fn add(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let GenuineForm { author, form } = posted;
     let input = PostInput {
         title: form.get("title").unwrap_or_default().to_owned(),
         url: form.get("url").unwrap_or_default().to_owned(),
@@ -135,16 +127,8 @@ pub async fn add(
 }
 
 /// `POST /admin/ui/posts/pull` with `list`: fetches that list's feed.
-pub async fn pull(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+pub async fn pull(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let GenuineForm { author, form } = posted;
     let slug = form.get("list").unwrap_or_default().to_owned();
     let (status, outcome) = match feed::pull(&state.store, &state.settings, Some(&slug)).await {
         Ok(reports) => {

@@ -7,7 +7,7 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::session::{self, SignedIn};
+use super::session::{self, GenuineForm, SignedIn};
 use crate::http::error::ApiError;
 use crate::http::{AppState, evidence, readers};
 
@@ -191,15 +191,11 @@ pub async fn show(
 /// `POST /admin/ui/readers/{id}/{leave|lift|erase}`.
 pub async fn act(
     req: HttpRequest,
-    author: SignedIn,
+    posted: GenuineForm,
     path: web::Path<(String, String)>,
-    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+    let form = posted.form;
     let (id, action) = path.into_inner();
     let id = reader_id(&id)?;
     let Some(reader) = state.store.reader_data(id).await? else {

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite, time};
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{LOCATION, ORIGIN};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
@@ -92,24 +93,50 @@ impl SignedIn {
     }
 }
 
-/// A dashboard form's fields, once it is shown to be the author's own;
-/// `Err` is the answer to give instead (403 for a forged form).
-pub async fn genuine_form(
+/// A dashboard form posted by its signed-in author: the session's CSRF
+/// token, from this site. Anything else is answered before the handler
+/// runs: the sign-in redirect, 415 for a body that is no form, or 403 with
+/// a page that says what to do for a forged or stale form.
+pub struct GenuineForm {
+    pub author: SignedIn,
+    pub form: Form,
+}
+
+impl FromRequest for GenuineForm {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let author = SignedIn::from_request(req, payload);
+        let body = web::Payload::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let author = author.await?;
+            let body = body.await?;
+            let state = req.app_data::<web::Data<AppState>>().cloned().ok_or(ApiError::Internal)?;
+            let form = genuine_form(&req, &author, body, &state).await?;
+            Ok(Self { author, form })
+        })
+    }
+}
+
+/// A dashboard form's fields, once it is shown to be the author's own.
+async fn genuine_form(
     req: &HttpRequest,
     author: &SignedIn,
     payload: web::Payload,
     state: &AppState,
-) -> Result<Result<Form, HttpResponse>, ApiError> {
+) -> Result<Form, actix_web::Error> {
     let body = crate::http::body::read(payload, state.settings.body_timeout()).await?;
     if crate::http::body::kind(req) != crate::http::body::Kind::Form {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType.into());
     }
     let form = Form::parse(&body);
     if !author.form_is_genuine(req, &state.settings, form.get("csrf").unwrap_or_default()) {
         tracing::info!("dashboard form without this session's token, or from another site: refused");
-        return Ok(Err(forged(state)));
+        return Err(InternalError::from_response("a dashboard form not from this session", forged(state)).into());
     }
-    Ok(Ok(form))
+    Ok(form)
 }
 
 /// The fields of a posted form, in order.

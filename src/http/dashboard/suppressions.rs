@@ -3,10 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::LOCATION;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::session::{self, SignedIn};
+use super::session::{GenuineForm, SignedIn};
 use crate::domain::EmailAddress;
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -51,16 +51,8 @@ pub async fn index(
 }
 
 /// `POST /admin/ui/suppressions/lift` with `email`.
-pub async fn lift(
-    req: HttpRequest,
-    author: SignedIn,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let form = match session::genuine_form(&req, &author, payload, &state).await? {
-        Ok(form) => form,
-        Err(refused) => return Ok(refused),
-    };
+pub async fn lift(posted: GenuineForm, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let form = posted.form;
     let email =
         EmailAddress::parse(form.get("email").unwrap_or_default()).map_err(|e| ApiError::invalid("email", e))?;
     if !state.store.lift_suppression(email.as_str().to_owned()).await? {
