@@ -48,7 +48,7 @@ per_backend! {
                     let key = day_key(day);
                     let on_day = days.iter().filter(|t| t.list_id == list && t.day == key);
                     let (confirmed, unsubscribed) =
-                        on_day.fold((0, 0), |(c, u), t| (c + t.confirmed, u + t.unsubscribed));
+                        on_day.fold((0, 0), |(sum_c, sum_u), t| (sum_c + t.confirmed, sum_u + t.unsubscribed));
                     DayGrowth { day, confirmed, unsubscribed }
                 })
                 .collect();
